@@ -1,0 +1,4 @@
+"""Pure JAX inference algorithms, independent of the ppl language (like BlackJAX).
+
+Every stage may import from here; nothing here imports a stage.
+"""
