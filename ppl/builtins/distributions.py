@@ -1,0 +1,199 @@
+"""The distributions of the language: Stan's names and parameterisations on numpyro.distributions.
+
+Each entry says what the checker needs (arity, discrete or continuous, whether its support
+depends on its arguments, how many values a finite discrete one takes) and how lowering builds
+the numpyro distribution. Densities are never re-implemented here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import jax.numpy as jnp
+import numpyro.distributions as nd
+from numpyro.distributions import constraints
+
+
+class OneBased(nd.Distribution):
+    """A discrete distribution on {0..K-1} seen on {1..K}: the language indexes from 1."""
+
+    def __init__(self, base: nd.Distribution, validate_args=None):
+        self.base = base
+        super().__init__(base.batch_shape, base.event_shape, validate_args=validate_args)
+
+    @property
+    def support(self):
+        return constraints.integer_interval(1, self.num_values)
+
+    @property
+    def num_values(self):
+        b = self.base
+        if isinstance(b, nd.OrderedLogistic):
+            return b.cutpoints.shape[-1] + 1
+        if isinstance(b, nd.CategoricalProbs):
+            return b.probs.shape[-1]
+        return b.logits.shape[-1]
+
+    def sample(self, key, sample_shape=()):
+        return self.base.sample(key, sample_shape) + 1
+
+    def log_prob(self, value):
+        return self.base.log_prob(value - 1)
+
+    def enumerate_support(self, expand=True):
+        return self.base.enumerate_support(expand) + 1
+
+    @property
+    def has_enumerate_support(self):
+        return True
+
+    @property
+    def mean(self):
+        return self.base.mean + 1
+
+
+class Flat(nd.Distribution):
+    """The improper flat density of `param` declarations (log density 0 on the support)."""
+
+    reparametrized_params = []
+
+    def __init__(self, support=constraints.real, shape=()):
+        self._support = support
+        super().__init__(batch_shape=shape, event_shape=())
+
+    @property
+    def support(self):
+        return self._support
+
+    def log_prob(self, value):
+        return jnp.zeros(jnp.shape(value))
+
+    def sample(self, key, sample_shape=()):
+        raise ValueError("a flat prior cannot be sampled")
+
+
+@dataclass(frozen=True)
+class DistSpec:
+    name: str
+    params: Tuple[str, ...]
+    build: Callable  # (*args, value_shape) -> numpyro Distribution
+    discrete: bool = False
+    # The support depends on the arguments (uniform(a, b), binomial(N, p) …): an element-wise
+    # defined latent then needs declared bounds.
+    support_from_args: bool = False
+    event_dim: int = 0
+    # For finite discrete distributions: number of values given the args (None: infinite).
+    finite: bool = False
+
+
+def _f(x):
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _cat_probs(theta, value_shape=None):
+    return OneBased(nd.CategoricalProbs(_f(theta)))
+
+
+def _cat_logits(beta, value_shape=None):
+    return OneBased(nd.CategoricalLogits(_f(beta)))
+
+
+def _lkj_chol(eta, value_shape=None):
+    if value_shape is None or len(value_shape) < 2:
+        raise ValueError("lkj_corr_cholesky needs a declared size, e.g. L: corr_cholesky[K]")
+    return nd.LKJCholesky(value_shape[-1], _f(eta))
+
+
+def _lkj(eta, value_shape=None):
+    if value_shape is None or len(value_shape) < 2:
+        raise ValueError("lkj_corr needs a declared size, e.g. Omega: corr_matrix[K]")
+    return nd.LKJ(value_shape[-1], _f(eta))
+
+
+def _spec(name, params, build, **kw):
+    return DistSpec(name, tuple(params.split()) if params else (), build, **kw)
+
+
+def _nv(f):
+    """Wrap a builder that does not need the value shape."""
+    return lambda *args, value_shape=None: f(*args)
+
+
+DISTRIBUTIONS = {d.name: d for d in [
+    _spec("normal", "mu sigma", _nv(lambda m, s: nd.Normal(_f(m), _f(s)))),
+    _spec("std_normal", "", _nv(lambda: nd.Normal(0.0, 1.0))),
+    _spec("lognormal", "mu sigma", _nv(lambda m, s: nd.LogNormal(_f(m), _f(s)))),
+    _spec("half_normal", "sigma", _nv(lambda s: nd.HalfNormal(_f(s)))),
+    _spec("cauchy", "mu sigma", _nv(lambda m, s: nd.Cauchy(_f(m), _f(s)))),
+    _spec("half_cauchy", "sigma", _nv(lambda s: nd.HalfCauchy(_f(s)))),
+    _spec("student_t", "nu mu sigma", _nv(lambda n, m, s: nd.StudentT(_f(n), _f(m), _f(s)))),
+    _spec("double_exponential", "mu sigma", _nv(lambda m, s: nd.Laplace(_f(m), _f(s)))),
+    _spec("logistic", "mu sigma", _nv(lambda m, s: nd.Logistic(_f(m), _f(s)))),
+    _spec("exponential", "beta", _nv(lambda r: nd.Exponential(_f(r)))),
+    _spec("gamma", "alpha beta", _nv(lambda a, b: nd.Gamma(_f(a), _f(b)))),
+    _spec("inv_gamma", "alpha beta", _nv(lambda a, b: nd.InverseGamma(_f(a), _f(b)))),
+    _spec("weibull", "alpha sigma", _nv(lambda a, s: nd.Weibull(_f(s), _f(a)))),
+    _spec("chi_square", "nu", _nv(lambda n: nd.Chi2(_f(n)))),
+    _spec("pareto", "y_min alpha", _nv(lambda m, a: nd.Pareto(_f(m), _f(a))), support_from_args=True),
+    _spec("beta", "alpha beta", _nv(lambda a, b: nd.Beta(_f(a), _f(b)))),
+    _spec("uniform", "alpha beta", _nv(lambda a, b: nd.Uniform(_f(a), _f(b))), support_from_args=True),
+    _spec("bernoulli", "theta", _nv(lambda p: nd.BernoulliProbs(_f(p))), discrete=True, finite=True),
+    _spec("bernoulli_logit", "alpha", _nv(lambda a: nd.BernoulliLogits(_f(a))), discrete=True, finite=True),
+    _spec("binomial", "N theta", _nv(lambda n, p: nd.BinomialProbs(_f(p), jnp.asarray(n))),
+          discrete=True, finite=True, support_from_args=True),
+    _spec("binomial_logit", "N alpha", _nv(lambda n, a: nd.BinomialLogits(_f(a), jnp.asarray(n))),
+          discrete=True, finite=True, support_from_args=True),
+    _spec("beta_binomial", "N alpha beta",
+          _nv(lambda n, a, b: nd.BetaBinomial(_f(a), _f(b), jnp.asarray(n))),
+          discrete=True, finite=True, support_from_args=True),
+    _spec("poisson", "lambda", _nv(lambda r: nd.Poisson(_f(r))), discrete=True),
+    _spec("poisson_log", "alpha", _nv(lambda a: nd.Poisson(jnp.exp(_f(a)))), discrete=True),
+    _spec("neg_binomial", "alpha beta", _nv(lambda a, b: nd.GammaPoisson(_f(a), _f(b))), discrete=True),
+    _spec("neg_binomial_2", "mu phi", _nv(lambda m, p: nd.NegativeBinomial2(_f(m), _f(p))), discrete=True),
+    _spec("neg_binomial_2_log", "eta phi",
+          _nv(lambda e, p: nd.NegativeBinomial2(jnp.exp(_f(e)), _f(p))), discrete=True),
+    _spec("categorical", "theta", _cat_probs, discrete=True, finite=True, support_from_args=True),
+    _spec("categorical_logit", "beta", _cat_logits, discrete=True, finite=True, support_from_args=True),
+    _spec("ordered_logistic", "eta c",
+          _nv(lambda e, c: OneBased(nd.OrderedLogistic(_f(e), _f(c)))),
+          discrete=True, finite=True, support_from_args=True),
+    _spec("dirichlet", "alpha", _nv(lambda a: nd.Dirichlet(_f(a))), event_dim=1),
+    _spec("multi_normal", "mu Sigma",
+          _nv(lambda m, S: nd.MultivariateNormal(_f(m), covariance_matrix=_f(S))), event_dim=1),
+    _spec("multi_normal_cholesky", "mu L",
+          _nv(lambda m, L: nd.MultivariateNormal(_f(m), scale_tril=_f(L))), event_dim=1),
+    _spec("lkj_corr_cholesky", "eta", _lkj_chol, event_dim=2),
+    _spec("lkj_corr", "eta", _lkj, event_dim=2),
+]}
+
+# `NAME_lpdf` for continuous, `NAME_lpmf` for discrete distributions.
+DENSITY_SUFFIXES = ("_lpdf", "_lpmf", "_lupdf", "_lupmf")
+
+
+def density_function(name: str) -> Optional[DistSpec]:
+    for suffix in DENSITY_SUFFIXES:
+        if name.endswith(suffix):
+            return DISTRIBUTIONS.get(name[: -len(suffix)])
+    return None
+
+
+def rng_function(name: str) -> Optional[DistSpec]:
+    if name.endswith("_rng"):
+        return DISTRIBUTIONS.get(name[:-4])
+    return None
+
+
+_SPECIAL_SUPPORT = {
+    "dirichlet": constraints.simplex, "multi_normal": constraints.real_vector,
+    "multi_normal_cholesky": constraints.real_vector, "lkj_corr_cholesky": constraints.corr_cholesky,
+    "lkj_corr": constraints.corr_matrix,
+}
+
+
+def static_support(spec: DistSpec):
+    """The support when it does not depend on the arguments (None when it does)."""
+    if spec.support_from_args:
+        return None
+    if spec.name in _SPECIAL_SUPPORT:
+        return _SPECIAL_SUPPORT[spec.name]
+    return spec.build(*([1.0] * len(spec.params))).support

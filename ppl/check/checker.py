@@ -1,0 +1,604 @@
+"""Static checks: names, ranks (array dimensions), what each statement means, imports.
+
+The result, `CheckedProgram`, says for every top-level name what it is (data, param, latent,
+deterministic, generated) and how it is defined; the IR is built from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ..builtins.distributions import DISTRIBUTIONS, density_function, rng_function
+from ..builtins.functions import FUNCTIONS
+from ..syntax import ast as A
+from ..syntax.errors import PPLCheckError, Warning_, did_you_mean
+from ..syntax.parser import parse
+
+BASE_TYPES = {"real": 0, "int": 0, "bool": 0, "vector": 1, "matrix": 2}
+# constrained types: rank of one value
+CONSTRAINED_TYPES = {
+    "simplex": 1, "ordered": 1, "positive_ordered": 1, "unit_vector": 1,
+    "cov_matrix": 2, "corr_matrix": 2, "corr_cholesky": 2, "cholesky_factor_corr": 2,
+    "cholesky_cov": 2, "cholesky_factor_cov": 2,
+}
+KEYWORDS = {"data", "param", "for", "in", "if", "else", "def", "return", "import", "generated",
+            "target", "true", "false"}
+
+
+@dataclass(frozen=True)
+class Ty:
+    base: str  # "int" | "real" | "bool"
+    rank: Optional[int]  # None when unknown
+
+
+REAL = Ty("real", 0)
+INT = Ty("int", 0)
+
+
+def type_rank(t: A.TypeExpr) -> int:
+    if t.base in CONSTRAINED_TYPES:
+        core = CONSTRAINED_TYPES[t.base]
+        return core + sum(len(d) for d in t.dims[1:])
+    return BASE_TYPES.get(t.base, 0) + sum(len(d) for d in t.dims)
+
+
+def type_base(t: A.TypeExpr) -> str:
+    return t.base if t.base in ("int", "bool") else "real"
+
+
+@dataclass
+class VarInfo:
+    name: str
+    kind: str  # data | param | latent | deterministic | generated
+    decl: Optional[A.Stmt]
+    type: Optional[A.TypeExpr]
+    ty: Ty
+    span: A.Span
+    observed: bool = False  # data that appears on the left of `~`
+    defined_by: List[A.Stmt] = field(default_factory=list)
+    elementwise: bool = False
+    used: bool = False
+
+
+@dataclass
+class CheckedProgram:
+    program: A.Program
+    body: Tuple[A.Stmt, ...]  # top-level statements, imports removed, generated kept
+    variables: Dict[str, VarInfo]
+    functions: Dict[str, A.FunDef]
+    warnings: List[Warning_]
+    imports: List[str]
+
+    def names(self, kind: str) -> List[str]:
+        return [n for n, v in self.variables.items() if v.kind == kind]
+
+
+def stdlib_path() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here.parent / "stdlib", here / "_stdlib"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "stdlib"
+
+
+class _Scope:
+    def __init__(self, parent: Optional["_Scope"] = None, barrier: bool = False):
+        self.parent, self.barrier = parent, barrier
+        self.names: Dict[str, Ty] = {}
+
+    def lookup(self, name):
+        s = self
+        while s is not None:
+            if name in s.names:
+                return s.names[name]
+            s = s.parent
+        return None
+
+    def all_names(self):
+        s, out = self, set()
+        while s is not None:
+            out |= set(s.names)
+            s = s.parent
+        return out
+
+
+class Checker:
+    def __init__(self, program: A.Program):
+        self.program = program
+        self.vars: Dict[str, VarInfo] = {}
+        self.funs: Dict[str, A.FunDef] = {}
+        self.warnings: List[Warning_] = []
+        self.imports: List[str] = []
+        self.globals = _Scope()
+
+    def err(self, msg, span, hint=None):
+        return PPLCheckError(msg, span, hint, self.program.source, self.program.filename)
+
+    # ------------------------------------------------------------ entry
+    def run(self) -> CheckedProgram:
+        body = []
+        for s in self.program.body:
+            if isinstance(s, A.Import):
+                self._import(s)
+            elif isinstance(s, A.FunDef):
+                self._fundef(s)
+            else:
+                body.append(s)
+        for s in body:
+            self._stmt(s, self.globals, loop_depth=0, in_generated=False)
+        self._finish()
+        return CheckedProgram(self.program, tuple(body), self.vars, self.funs, self.warnings,
+                              self.imports)
+
+    def _finish(self):
+        for v in self.vars.values():
+            if v.kind == "latent" and not v.defined_by:
+                self.warnings.append(Warning_(
+                    f'latent "{v.name}" is declared but never given a distribution: it gets an '
+                    "improper flat prior", v.span,
+                    f'give it one (`{v.name} ~ normal(0, 1)`) or declare it `param {v.name}: …`'))
+                v.kind = "param"
+            if v.kind == "data" and not v.used:
+                self.warnings.append(Warning_(f'data "{v.name}" is declared but never used', v.span))
+
+    # ------------------------------------------------------------ imports / functions
+    def _import(self, s: A.Import):
+        path = stdlib_path() / f"{s.module}.ppl"
+        if not path.is_file():
+            avail = sorted(p.stem for p in stdlib_path().glob("*.ppl"))
+            hint = did_you_mean(s.module, avail) or ("available modules: " + ", ".join(avail) if avail else None)
+            raise self.err(f'no module "{s.module}" in the standard library', s.span, hint)
+        mod = parse(path.read_text(), str(path))
+        for ms in mod.body:
+            if isinstance(ms, A.FunDef):
+                sub = Checker(mod)
+                sub.funs = self.funs
+                sub._fundef(ms)
+            elif isinstance(ms, A.Import):
+                self._import(ms)
+            else:
+                raise PPLCheckError("a standard-library module may only define functions", ms.span,
+                                    None, mod.source, mod.filename)
+        self.imports.append(s.module)
+
+    def _fundef(self, f: A.FunDef):
+        if f.name in self.funs or f.name in FUNCTIONS or f.name in DISTRIBUTIONS:
+            raise self.err(f'function "{f.name}" is already defined', f.name_span,
+                           "choose another name")
+        self.funs[f.name] = f  # before the body: recursion is rejected below, but names resolve
+        scope = _Scope(None)
+        for p in f.params:
+            scope.names[p.name] = Ty(type_base(p.type), type_rank(p.type)) if p.type else Ty("real", None)
+        returns = [False]
+        self._fun_body(f.body, scope, returns, f)
+        if not returns[0]:
+            raise self.err(f'function "{f.name}" never returns a value', f.name_span,
+                           "end its body with `return expr`")
+
+    def _fun_body(self, body, scope, returns, f):
+        for s in body:
+            if isinstance(s, A.Return):
+                self._expr(s.value, scope)
+                returns[0] = True
+            elif isinstance(s, A.Assign):
+                t = self._expr(s.value, scope)
+                if s.target.indices:
+                    if scope.lookup(s.target.name) is None:
+                        raise self.err(f'"{s.target.name}" is not defined', s.target.span)
+                    for i in s.target.indices:
+                        self._expr(i, scope)
+                else:
+                    scope.names[s.target.name] = t
+            elif isinstance(s, A.VarDecl) and s.value is not None:
+                scope.names[s.name] = Ty(type_base(s.type), type_rank(s.type))
+                self._expr(s.value, scope)
+            elif isinstance(s, A.For):
+                self._expr(s.lo, scope)
+                self._expr(s.hi, scope)
+                inner = _Scope(scope)
+                inner.names[s.var] = INT
+                self._fun_body(s.body, inner, returns, f)
+            elif isinstance(s, A.If):
+                self._expr(s.cond, scope)
+                self._fun_body(s.then, _Scope(scope), returns, f)
+                self._fun_body(s.orelse, _Scope(scope), returns, f)
+            else:
+                raise self.err("only assignments, loops, if/else and return are allowed in a function",
+                               s.span, "functions are deterministic: draw random variables in the model")
+
+    # ------------------------------------------------------------ statements
+    def _declare(self, name, kind, decl, typ, span, scope):
+        if name in KEYWORDS:
+            raise self.err(f'"{name}" is a keyword and cannot name a variable', span)
+        if name in self.vars:
+            prev = self.vars[name]
+            raise self.err(f'"{name}" is already declared (line {prev.span.line})', span,
+                           "each variable is declared once")
+        ty = Ty(type_base(typ), type_rank(typ)) if typ is not None else Ty("real", None)
+        v = VarInfo(name, kind, decl, typ, ty, span)
+        self.vars[name] = v
+        scope.names[name] = ty
+        return v
+
+    def _check_type(self, t: A.TypeExpr, scope):
+        known = set(BASE_TYPES) | set(CONSTRAINED_TYPES)
+        if t.base not in known:
+            raise self.err(f'unknown type "{t.base}"', t.span,
+                           did_you_mean(t.base, known) or "types: " + ", ".join(sorted(known)))
+        for b in t.bounds:
+            if b.name not in ("lower", "upper"):
+                raise self.err(f'unknown bound "{b.name}"', b.span,
+                               did_you_mean(b.name, ["lower", "upper"]) or 'bounds are "lower" and "upper"')
+            if t.base in CONSTRAINED_TYPES:
+                raise self.err(f"{t.base} takes no bounds", b.span)
+            self._expr(b.value, scope)
+        if t.base in CONSTRAINED_TYPES and not t.dims:
+            raise self.err(f"{t.base} needs a size, e.g. {t.base}[K]", t.span)
+        for group in t.dims:
+            for d in group:
+                dt = self._expr(d, scope)
+                if dt.base != "int":
+                    raise self.err("an array size must be an integer", d.span,
+                                   "sizes are integer data or literals")
+
+    def _stmt(self, s: A.Stmt, scope: _Scope, loop_depth: int, in_generated: bool):
+        if isinstance(s, A.DataDecl):
+            if loop_depth or in_generated:
+                raise self.err("data must be declared at the top level", s.span)
+            self._check_type(s.type, scope)
+            self._declare(s.name, "data", s, s.type, s.name_span, scope)
+        elif isinstance(s, A.ParamDecl):
+            if loop_depth or in_generated:
+                raise self.err("a param must be declared at the top level", s.span)
+            self._check_type(s.type, scope)
+            if s.type.base in ("int", "bool"):
+                raise self.err(f'param "{s.name}" cannot be {s.type.base}', s.type.span,
+                               "params are continuous; give a discrete latent a distribution instead")
+            self._declare(s.name, "param", s, s.type, s.name_span, scope)
+        elif isinstance(s, A.VarDecl):
+            self._check_type(s.type, scope)
+            if loop_depth and s.value is None:
+                raise self.err("a random variable must be declared at the top level", s.span,
+                               "declare it before the loop and define its elements inside")
+            if s.value is not None:
+                self._expr(s.value, scope)
+                if loop_depth:
+                    scope.names[s.name] = Ty(type_base(s.type), type_rank(s.type))
+                    return
+                kind = "generated" if in_generated else "deterministic"
+                v = self._declare(s.name, kind, s, s.type, s.name_span, scope)
+                v.defined_by.append(s)
+            else:
+                kind = "generated" if in_generated else "latent"
+                v = self._declare(s.name, kind, s, s.type, s.name_span, scope)
+                if s.dist is not None:
+                    self._dist(s.dist, scope, s.name, v.ty)
+                    v.defined_by.append(s)
+        elif isinstance(s, A.Sample):
+            self._sample(s, scope, loop_depth, in_generated)
+        elif isinstance(s, A.Assign):
+            self._assign(s, scope, loop_depth, in_generated)
+        elif isinstance(s, A.TargetIncrement):
+            if in_generated:
+                raise self.err("target += is not allowed in generated { }", s.span,
+                               "generated quantities do not change the posterior")
+            self._expr(s.value, scope)
+        elif isinstance(s, A.For):
+            lo, hi = self._expr(s.lo, scope), self._expr(s.hi, scope)
+            for e, t in ((s.lo, lo), (s.hi, hi)):
+                if t.base != "int" or (t.rank or 0) != 0:
+                    raise self.err("a loop bound must be an integer", e.span)
+            inner = _Scope(scope)
+            if s.var in self.vars:
+                raise self.err(f'loop variable "{s.var}" hides the variable declared at line '
+                               f"{self.vars[s.var].span.line}", s.var_span, "rename the loop variable")
+            inner.names[s.var] = INT
+            for b in s.body:
+                self._stmt(b, inner, loop_depth + 1, in_generated)
+        elif isinstance(s, A.If):
+            self._expr(s.cond, scope)
+            for b in s.then:
+                self._stmt(b, _Scope(scope), loop_depth + 1, in_generated)
+            for b in s.orelse:
+                self._stmt(b, _Scope(scope), loop_depth + 1, in_generated)
+        elif isinstance(s, A.Generated):
+            if loop_depth or in_generated:
+                raise self.err("generated { } must be at the top level", s.span)
+            for b in s.body:
+                self._stmt(b, scope, loop_depth, True)
+        elif isinstance(s, A.Return):
+            raise self.err("return outside a function", s.span)
+        elif isinstance(s, A.FunDef):
+            raise self.err("functions must be defined at the top level", s.span)
+        elif isinstance(s, A.Import):
+            raise self.err("import must be at the top level", s.span)
+        else:  # pragma: no cover
+            raise self.err(f"unsupported statement {type(s).__name__}", s.span)
+
+    def _index_target(self, lv: A.LValue, scope, v: VarInfo):
+        for i in lv.indices:
+            t = self._expr(i, scope)
+            if t.base not in ("int", "bool") and not isinstance(i, A.Slice):
+                raise self.err("an index must be an integer", i.span)
+        if v.ty.rank is not None and len(lv.indices) > v.ty.rank:
+            raise self.err(f'"{lv.name}" has {v.ty.rank} dimension(s) but {len(lv.indices)} '
+                           "indices are given", lv.span)
+
+    def _sample(self, s: A.Sample, scope, loop_depth, in_generated):
+        name = s.target.name
+        local = scope.lookup(name) if name not in self.vars else None
+        if local is not None:
+            raise self.err(f'"{name}" is a loop variable or local value and cannot be drawn', s.target.span)
+        v = self.vars.get(name)
+        if v is None:
+            if s.target.indices:
+                raise self.err(f'"{name}" must be declared before its elements are drawn',
+                               s.target.span, f"declare it first, e.g. `{name}: real[N]`")
+            if loop_depth:
+                raise self.err(f'"{name}" is drawn inside a loop or if without a declaration',
+                               s.target.span, f"declare it at the top level first, e.g. `{name}: real[N]`")
+            kind = "generated" if in_generated else "latent"
+            v = self._declare(name, kind, None, None, s.target.span, scope)
+            v.ty = self._dist(s.dist, scope, name, None)
+            scope.names[name] = v.ty
+            v.defined_by.append(s)
+            return
+        v.used = True
+        self._index_target(s.target, scope, v)
+        if v.kind == "data":
+            v.observed = True
+            spec = DISTRIBUTIONS.get(s.dist.func)
+            if spec is not None and spec.discrete and v.ty.base == "real":
+                raise self.err(f'{s.dist.func} is a distribution over integers but "{name}" is '
+                               "declared real", s.dist.func_span,
+                               f"declare it int (line {v.span.line})")
+            self._dist(s.dist, scope, name, v.ty)
+            v.defined_by.append(s)
+            return
+        if v.kind == "param":
+            self._dist(s.dist, scope, name, v.ty)  # a prior on a param: adds to the density
+            v.defined_by.append(s)
+            return
+        if v.kind in ("deterministic",):
+            raise self.err(f'"{name}" is defined by "=" (line {v.span.line}) and cannot also be drawn',
+                           s.target.span)
+        if in_generated and v.kind != "generated":
+            raise self.err(f'"{name}" belongs to the model; generated {{ }} cannot redefine it',
+                           s.target.span, "give the generated quantity a new name")
+        if not s.target.indices and v.defined_by:
+            raise self.err(f'"{name}" already has a distribution (line {v.defined_by[0].span.line})',
+                           s.target.span)
+        if s.target.indices and v.defined_by and not v.elementwise:
+            raise self.err(f'"{name}" already has a distribution (line {v.defined_by[0].span.line})',
+                           s.target.span)
+        v.elementwise = bool(s.target.indices)
+        self._dist(s.dist, scope, name, v.ty)
+        v.defined_by.append(s)
+
+    def _assign(self, s: A.Assign, scope, loop_depth, in_generated):
+        name = s.target.name
+        t = self._expr(s.value, scope)
+        v = self.vars.get(name)
+        if v is None:
+            if s.target.indices:
+                if scope.lookup(name) is not None:
+                    for i in s.target.indices:
+                        self._expr(i, scope)
+                    return
+                raise self.err(f'"{name}" must be declared before its elements are assigned',
+                               s.target.span, f"declare it first, e.g. `{name}: real[N]`")
+            if loop_depth:
+                # a value local to the loop or branch
+                if scope.lookup(name) is None:
+                    scope.names[name] = t
+                return
+            kind = "generated" if in_generated else "deterministic"
+            v = self._declare(name, kind, None, None, s.target.span, scope)
+            v.ty = t
+            scope.names[name] = t
+            v.defined_by.append(s)
+            return
+        if v.kind in ("data", "param") or (v.kind == "latent" and v.defined_by):
+            what = {"data": "data", "param": "a param", "latent": "a random variable"}[v.kind]
+            raise self.err(f'cannot assign to "{name}": it is {what} (line {v.span.line})',
+                           s.target.span, "define a new variable instead")
+        if v.kind == "latent":  # declared with a type, defined by "=": a deterministic array
+            v.kind = "generated" if in_generated else "deterministic"
+        if in_generated and v.kind != "generated":
+            raise self.err(f'"{name}" belongs to the model; generated {{ }} cannot redefine it',
+                           s.target.span, "give the generated quantity a new name")
+        self._index_target(s.target, scope, v)
+        v.elementwise = v.elementwise or bool(s.target.indices)
+        v.defined_by.append(s)
+
+    # ------------------------------------------------------------ distributions
+    def _dist(self, call: A.Call, scope, target_name, target_ty) -> Ty:
+        spec = DISTRIBUTIONS.get(call.func)
+        if spec is None:
+            lpdf = f"{call.func}_lpdf"
+            if lpdf in self.funs or f"{call.func}_lpmf" in self.funs:
+                f = self.funs.get(lpdf) or self.funs[f"{call.func}_lpmf"]
+                if len(f.params) != len(call.args) + 1:
+                    raise self.err(f"{call.func} takes {len(f.params) - 1} argument(s), "
+                                   f"{len(call.args)} given", call.span)
+                for a in call.args:
+                    self._expr(a, scope)
+                return target_ty or Ty("real", None)
+            candidates = list(DISTRIBUTIONS) + [n[:-5] for n in self.funs if n.endswith(("_lpdf", "_lpmf"))]
+            hint = did_you_mean(call.func, candidates)
+            if hint is None and call.func in FUNCTIONS:
+                hint = f'"{call.func}" is a function, not a distribution'
+            raise self.err(f'unknown distribution "{call.func}"', call.func_span, hint)
+        if call.given is not None:
+            raise self.err('"|" belongs in a density call like normal_lpdf(y | mu, sigma)', call.span,
+                           f"write `~ {call.func}(…)` with the arguments only")
+        n = len(spec.params)
+        if len(call.args) != n:
+            sig = f"{spec.name}({', '.join(spec.params)})"
+            raise self.err(f"{spec.name} takes {n} argument(s), {len(call.args)} given", call.span,
+                           f"the signature is {sig}")
+        ranks = []
+        for a in call.args:
+            ranks.append(self._expr(a, scope).rank)
+        if any(r is None for r in ranks):
+            rank = None
+        elif spec.name in ("lkj_corr_cholesky", "lkj_corr"):
+            rank = 2
+        elif spec.name in ("categorical", "categorical_logit"):
+            rank = max(0, ranks[0] - 1)
+        else:
+            rank = max(ranks, default=0)
+        return Ty("int" if spec.discrete else "real", rank)
+
+    # ------------------------------------------------------------ expressions
+    def _expr(self, e: A.Expr, scope: _Scope) -> Ty:
+        if isinstance(e, A.Num):
+            return INT if e.is_int else REAL
+        if isinstance(e, A.Bool):
+            return Ty("bool", 0)
+        if isinstance(e, A.Name):
+            t = scope.lookup(e.id)
+            if t is None:
+                if e.id in self.vars:
+                    v = self.vars[e.id]
+                    if v.kind == "generated":
+                        raise self.err(f'"{e.id}" is a generated quantity and cannot be used in the model',
+                                       e.span, "generated { } runs after inference")
+                    raise self.err(f'"{e.id}" is used before it is defined (line {v.span.line})', e.span)
+                if e.id in FUNCTIONS or e.id in self.funs:
+                    raise self.err(f'"{e.id}" is a function', e.span, f"call it: {e.id}(…)")
+                hint = did_you_mean(e.id, scope.all_names())
+                raise self.err(f'"{e.id}" is not defined', e.span, hint)
+            if e.id in self.vars:
+                self.vars[e.id].used = True
+            return t
+        if isinstance(e, A.BinOp):
+            lt, rt = self._expr(e.left, scope), self._expr(e.right, scope)
+            if e.op == "@":
+                if lt.rank is not None and rt.rank is not None:
+                    if lt.rank == 0 or rt.rank == 0:
+                        raise self.err('"@" needs vectors or matrices on both sides', e.span,
+                                       'use "*" to multiply by a scalar')
+                    r = lt.rank + rt.rank - 2
+                else:
+                    r = None
+                return Ty("real", r)
+            rank = None if lt.rank is None or rt.rank is None else max(lt.rank, rt.rank)
+            if e.op in ("<", "<=", ">", ">=", "==", "!=", "&&", "||"):
+                return Ty("bool", rank)
+            if e.op == "/" or e.op == "^":
+                base = "real" if e.op == "^" or lt.base == "real" or rt.base == "real" else "int"
+                if e.op == "/" and lt.base == "int" and rt.base == "int":
+                    base = "real"  # true division, like Python (Stan truncates: a common trap)
+                return Ty(base, rank)
+            base = "int" if lt.base in ("int", "bool") and rt.base in ("int", "bool") else "real"
+            return Ty(base, rank)
+        if isinstance(e, A.UnOp):
+            t = self._expr(e.operand, scope)
+            return Ty("bool", t.rank) if e.op == "!" else t
+        if isinstance(e, A.Transpose):
+            return self._expr(e.operand, scope)
+        if isinstance(e, A.ArrayLit):
+            ts = [self._expr(i, scope) for i in e.items]
+            base = "int" if all(t.base == "int" for t in ts) else "real"
+            r = None if any(t.rank is None for t in ts) else 1 + max((t.rank for t in ts), default=0)
+            return Ty(base, r)
+        if isinstance(e, A.Index):
+            bt = self._expr(e.base, scope)
+            dropped = 0
+            for i in e.indices:
+                if isinstance(i, A.Slice):
+                    for part in (i.lo, i.hi):
+                        if part is not None:
+                            self._expr(part, scope)
+                    continue
+                it = self._expr(i, scope)
+                if it.base == "real":
+                    raise self.err("an index must be an integer", i.span,
+                                   "indices are 1-based integers; real values cannot index")
+                dropped += 1 if it.rank == 0 else 0
+            if bt.rank is not None:
+                if bt.rank == 0:
+                    raise self.err("cannot index a scalar", e.span,
+                                   f"{_describe(e.base)} is a single value")
+                if len(e.indices) > bt.rank:
+                    raise self.err(f"too many indices: {_describe(e.base)} has {bt.rank} dimension(s) "
+                                   f"but {len(e.indices)} are given", e.span)
+                return Ty(bt.base, bt.rank - dropped)
+            return Ty(bt.base, None)
+        if isinstance(e, A.Slice):
+            for part in (e.lo, e.hi):
+                if part is not None:
+                    self._expr(part, scope)
+            return Ty("int", 1)
+        if isinstance(e, A.Call):
+            return self._call(e, scope)
+        raise self.err(f"unsupported expression {type(e).__name__}", e.span)  # pragma: no cover
+
+    def _call(self, e: A.Call, scope) -> Ty:
+        arg_tys = [self._expr(a, scope) for a in e.args]
+        spec = density_function(e.func)
+        if spec is not None:
+            if e.given is None:
+                raise self.err(f'{e.func} needs the value before a "|"', e.span,
+                               f"write {e.func}(y | {', '.join(spec.params)})")
+            self._expr(e.given, scope)
+            if len(e.args) != len(spec.params):
+                raise self.err(f"{e.func} takes {len(spec.params)} argument(s) after \"|\", "
+                               f"{len(e.args)} given", e.span,
+                               f"the signature is {e.func}(y | {', '.join(spec.params)})")
+            return REAL
+        if e.given is not None and e.func not in self.funs:
+            raise self.err(f'"|" is only used in density calls, not in {e.func}(…)', e.span)
+        if e.func in self.funs:
+            f = self.funs[e.func]
+            nargs = len(e.args) + (1 if e.given is not None else 0)
+            if nargs != len(f.params):
+                raise self.err(f"{e.func} takes {len(f.params)} argument(s), {nargs} given", e.span)
+            if e.given is not None:
+                self._expr(e.given, scope)
+            if f.returns is not None:
+                return Ty(type_base(f.returns), type_rank(f.returns))
+            return Ty("real", None)
+        spec_rng = rng_function(e.func)
+        if spec_rng is not None:
+            raise self.err(f"{e.func} is not available: draw with `~` instead", e.span,
+                           f"e.g. `x ~ {spec_rng.name}(…)` inside generated {{ }}")
+        fs = FUNCTIONS.get(e.func)
+        if fs is None:
+            if e.func in DISTRIBUTIONS:
+                raise self.err(f'{e.func} is a distribution, not a function', e.func_span,
+                               f"draw with `x ~ {e.func}(…)` or use {e.func}_lpdf(x | …)")
+            candidates = list(FUNCTIONS) + list(self.funs) + [n + "_lpdf" for n in DISTRIBUTIONS]
+            raise self.err(f'unknown function "{e.func}"', e.func_span, did_you_mean(e.func, candidates))
+        lo, hi = fs.arity
+        if not lo <= len(e.args) <= hi:
+            n = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise self.err(f"{e.func} takes {n} argument(s), {len(e.args)} given", e.span)
+        for i in fs.static:
+            if i < len(e.args) and arg_tys[i].base != "int":
+                raise self.err(f"argument {i + 1} of {e.func} is a size and must be an integer",
+                               e.args[i].span)
+        ranks = [t.rank for t in arg_tys]
+        if fs.result_rank is not None:
+            rank = fs.result_rank
+        elif e.func in ("rep", "rep_array", "zeros", "ones"):
+            extra = len(e.args) - (1 if e.func in ("rep", "rep_array") else 0)
+            rank = None if ranks and ranks[0] is None else (ranks[0] if e.func in ("rep", "rep_array") else 0) + extra
+        elif e.func in ("min", "max") and len(e.args) == 1:
+            rank = 0
+        else:
+            rank = None if any(r is None for r in ranks) else max(ranks, default=0)
+        base = "int" if fs.integer and all(t.base == "int" for t in arg_tys) else "real"
+        if e.func in ("is_inf", "is_nan"):
+            base = "bool"
+        return Ty(base, rank)
+
+
+def _describe(e: A.Expr) -> str:
+    return f'"{e.id}"' if isinstance(e, A.Name) else "this expression"
+
+
+def check(program: A.Program) -> CheckedProgram:
+    return Checker(program).run()

@@ -1,0 +1,244 @@
+"""The abstract syntax tree: small frozen dataclasses, each with the source span it came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple, Union
+
+
+@dataclass(frozen=True)
+class Span:
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def to(self, other: "Span") -> "Span":
+        return Span(self.line, self.col, other.end_line, other.end_col)
+
+
+NO_SPAN = Span(0, 0, 0, 0)
+
+
+# ---------------------------------------------------------------- expressions
+@dataclass(frozen=True)
+class Expr:
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Num(Expr):
+    value: Union[int, float]
+    is_int: bool
+
+
+@dataclass(frozen=True)
+class Bool(Expr):
+    value: bool
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    id: str
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class UnOp(Expr):
+    op: str
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    func: str
+    args: Tuple[Expr, ...]
+    # `normal_lpdf(y | mu, sigma)`: the value before the bar
+    given: Optional[Expr] = None
+    func_span: Span = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Slice(Expr):
+    lo: Optional[Expr]
+    hi: Optional[Expr]
+
+
+@dataclass(frozen=True)
+class Index(Expr):
+    base: Expr
+    indices: Tuple[Expr, ...]  # each an Expr or a Slice
+
+
+@dataclass(frozen=True)
+class Transpose(Expr):
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class ArrayLit(Expr):
+    items: Tuple[Expr, ...]
+
+
+# ---------------------------------------------------------------- types
+@dataclass(frozen=True)
+class Bound:
+    name: str  # "lower" | "upper"
+    value: Expr
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TypeExpr:
+    base: str  # real | int | bool | simplex | ordered | ...
+    bounds: Tuple[Bound, ...]
+    dims: Tuple[Tuple[Expr, ...], ...]  # one tuple per bracket group
+    span: Span = field(compare=False, repr=False)
+
+    def bound(self, name: str) -> Optional[Expr]:
+        for b in self.bounds:
+            if b.name == name:
+                return b.value
+        return None
+
+
+# ---------------------------------------------------------------- statements
+@dataclass(frozen=True)
+class Stmt:
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class LValue:
+    name: str
+    indices: Tuple[Expr, ...]  # empty for a whole variable
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DataDecl(Stmt):
+    name: str
+    type: TypeExpr
+    name_span: Span = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ParamDecl(Stmt):
+    name: str
+    type: TypeExpr
+    name_span: Span = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class VarDecl(Stmt):
+    """`x: real[T]`, optionally with `~ dist(...)` or `= expr` on the same line."""
+    name: str
+    type: TypeExpr
+    dist: Optional[Call] = None
+    value: Optional[Expr] = None
+    name_span: Span = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Sample(Stmt):
+    target: LValue
+    dist: Call
+
+
+@dataclass(frozen=True)
+class Assign(Stmt):
+    target: LValue
+    value: Expr
+
+
+@dataclass(frozen=True)
+class TargetIncrement(Stmt):
+    value: Expr
+
+
+@dataclass(frozen=True)
+class For(Stmt):
+    var: str
+    lo: Expr
+    hi: Expr
+    body: Tuple[Stmt, ...]
+    var_span: Span = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class If(Stmt):
+    cond: Expr
+    then: Tuple[Stmt, ...]
+    orelse: Tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class FunParam:
+    name: str
+    type: Optional[TypeExpr]
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FunDef(Stmt):
+    name: str
+    params: Tuple[FunParam, ...]
+    returns: Optional[TypeExpr]
+    body: Tuple[Stmt, ...]
+    name_span: Span = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Return(Stmt):
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Import(Stmt):
+    module: str
+
+
+@dataclass(frozen=True)
+class Generated(Stmt):
+    body: Tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class Program:
+    body: Tuple[Stmt, ...]
+    source: str = field(compare=False, repr=False)
+    filename: str = field(compare=False, repr=False)
+
+
+def walk_expr(e):
+    """Yield e and every sub-expression."""
+    yield e
+    if isinstance(e, BinOp):
+        yield from walk_expr(e.left)
+        yield from walk_expr(e.right)
+    elif isinstance(e, UnOp):
+        yield from walk_expr(e.operand)
+    elif isinstance(e, Transpose):
+        yield from walk_expr(e.operand)
+    elif isinstance(e, Call):
+        if e.given is not None:
+            yield from walk_expr(e.given)
+        for a in e.args:
+            yield from walk_expr(a)
+    elif isinstance(e, Index):
+        yield from walk_expr(e.base)
+        for i in e.indices:
+            yield from walk_expr(i)
+    elif isinstance(e, Slice):
+        if e.lo is not None:
+            yield from walk_expr(e.lo)
+        if e.hi is not None:
+            yield from walk_expr(e.hi)
+    elif isinstance(e, ArrayLit):
+        for a in e.items:
+            yield from walk_expr(a)
