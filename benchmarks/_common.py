@@ -218,6 +218,19 @@ def machine_info() -> dict:
     return info
 
 
+def anchor_python(name: str) -> str:
+    """The interpreter of anchor venv ``name``, built on first use by ``benchmarks/venv.py``.
+
+    Loaded by path: the file's name would otherwise collide with the standard library's ``venv``.
+    """
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("ppl_bench_venv", HERE / "venv.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.python_for(name)
+
+
 def ppl_available() -> tuple[bool, str]:
     """Whether ppl's compiler is importable (checked in a subprocess: cheap and side-effect free)."""
     r = subprocess.run([sys.executable, "-c", "import ppl.api"], capture_output=True, text=True,

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (HERE, RESULTS, ROOT, SHARED_DATA, Worker, WorkerError,  # noqa: E402
+from _common import (HERE, anchor_python, RESULTS, ROOT, SHARED_DATA, Worker, WorkerError,  # noqa: E402
                      machine_info, median, ppl_available, ratio, table, write_json_atomic)
 
 DATA_PATH = SHARED_DATA / "ssm" / "gbp_usd_1997_1999_returns.json"
@@ -107,9 +107,7 @@ class ParticlesAnchor:
     """The ``particles`` worker (its own venv), shared across N."""
 
     def __init__(self, logs: Path):
-        from venv import python_for  # noqa: PLC0415 — benchmarks/venv.py
-
-        self.w = Worker([python_for("particles"), str(HERE / "anchors" / "particles_sv.py")],
+        self.w = Worker([anchor_python("particles"), str(HERE / "anchors" / "particles_sv.py")],
                         name="particles", stderr_path=logs / "particles.log")
         self.versions = self.w.call(cmd="versions")
 
@@ -184,10 +182,20 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(runs):
                 order = live[r % len(live):] + live[:r % len(live)] if live else []
                 for s in order:
-                    z, dt = filters[s](seed + r)
+                    if s not in filters:
+                        continue
+                    try:
+                        z, dt = filters[s](seed + r)
+                    except Exception as e:  # noqa: BLE001 — drop this system for this N
+                        msg = f"{s} failed at N={n}, run {r + 1}: {type(e).__name__}: {e}"
+                        print("  " + msg.splitlines()[0], file=sys.stderr)
+                        notes.append(msg.splitlines()[0])
+                        del filters[s]
+                        continue
                     out[s]["log_z"].append(z)
                     out[s]["time_s"].append(dt)
             seed += runs
+            live = [s for s in live if s in filters and out[s]["log_z"]]
             for s in live:
                 zs, ts = np.asarray(out[s]["log_z"]), out[s]["time_s"]
                 sd = float(np.std(zs, ddof=1)) if len(zs) > 1 else float("nan")

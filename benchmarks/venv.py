@@ -13,8 +13,9 @@ file inside the venv once ``pip install`` has succeeded. Uses the machine's ``pi
     python benchmarks/venv.py stan       # just one
     python benchmarks/venv.py --force    # rebuild
 
-From the benchmark scripts: ``from venv import python_for`` (``python_for("stan")`` returns the
-venv's interpreter path, building the venv first when needed).
+From the benchmark scripts: ``_common.anchor_python("stan")`` (loads this file by path — its
+name shadows the standard library's ``venv`` — and returns the venv's interpreter, building the
+venv first when needed).
 """
 from __future__ import annotations
 
@@ -68,7 +69,9 @@ def ensure(name: str, force: bool = False, quiet: bool = False) -> Path:
     if stamp.exists():
         stamp.unlink()
     # --clear so a half-built venv from an interrupted run does not linger.
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(d)], check=True)
+    # -I: isolated mode, so "-m venv" is the standard library's, never this file (which shares
+    # its name) when run from inside benchmarks/.
+    subprocess.run([sys.executable, "-I", "-m", "venv", "--clear", str(d)], check=True)
     py = str(venv_python(name))
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check"]
     if quiet:
