@@ -12,6 +12,7 @@ path used to sum mixture indicators out of a density that NUTS then samples.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, Mapping, NamedTuple
 
 import jax
@@ -55,15 +56,8 @@ class EnumerationResult(NamedTuple):
         return _decode(jnp.asarray(index), self.supports)
 
     def sample(self, key: Array, n: int) -> dict:
-        """n independent draws of the joint configuration from the posterior.
-
-        Inverse-CDF sampling keeps memory at O(size + n), unlike Gumbel-max over (n, size).
-        """
-        probabilities = jnp.exp(self.log_joint_values - self.log_evidence)
-        cdf = jnp.cumsum(probabilities)
-        u = jax.random.uniform(key, (n,), dtype=cdf.dtype) * cdf[-1]
-        index = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, self.size - 1)
-        return self.decode(index)
+        """n independent draws of the joint configuration from the posterior."""
+        return _sample(key, self.log_joint_values, self.log_evidence, int(n), tuple(self.supports.items()))
 
 
 def _normalise_supports(supports: Mapping) -> dict:
@@ -150,27 +144,40 @@ def enumerate_joint(
             return totals + jnp.einsum("c,cek->ek", probability, one_hot), None
 
         totals = jnp.zeros((num_elements, max_values), dtype=log_p_chunks.dtype)
+        if num_chunks == 1:
+            return add_chunk(totals, (0, log_p_chunks[0]))[0]
         totals, _ = lax.scan(add_chunk, totals, (jnp.arange(num_chunks), log_p_chunks))
         return totals
 
     @jax.jit
     def run():
-        log_p_chunks = lax.map(evaluate_chunk, jnp.arange(num_chunks))
+        if num_chunks == 1:
+            # Small supports (the common case) skip the chunk loops: simpler, faster to compile.
+            log_p_chunks = evaluate_chunk(0)[None]
+        else:
+            log_p_chunks = lax.map(evaluate_chunk, jnp.arange(num_chunks))
         log_p_flat = log_p_chunks.reshape(-1)[:size]
         log_evidence = jax.nn.logsumexp(log_p_flat)
         totals = accumulate_marginals(log_evidence, log_p_chunks)
-        best = jnp.argmax(log_p_flat)
-        return log_evidence, totals, best, log_p_flat
+        return log_evidence, totals, _decode(jnp.argmax(log_p_flat), supports), log_p_flat
 
-    log_evidence, totals, best, log_p_flat = run()
+    log_evidence, totals, mode, log_p_flat = run()
 
     marginals, start = {}, 0
     for name, (shape, num_values) in supports.items():
         count = math.prod(shape)
         marginals[name] = totals[start : start + count, :num_values].reshape(shape + (num_values,))
         start += count
-    mode = _decode(best, supports)
     return EnumerationResult(log_evidence, marginals, mode, log_p_flat, supports)
+
+
+@partial(jax.jit, static_argnames=("num_samples", "supports_items"))
+def _sample(key, log_joint_values, log_evidence, num_samples, supports_items):
+    # Inverse-CDF sampling keeps memory at O(size + n), unlike Gumbel-max over (n, size).
+    cdf = jnp.cumsum(jnp.exp(log_joint_values - log_evidence))
+    u = jax.random.uniform(key, (num_samples,), dtype=cdf.dtype) * cdf[-1]
+    index = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, log_joint_values.shape[0] - 1)
+    return _decode(index, dict(supports_items))
 
 
 class IndependentMarginal(NamedTuple):
@@ -178,6 +185,7 @@ class IndependentMarginal(NamedTuple):
     posterior: Array  # (N, K): p(z_i = k | y_i, θ)
 
 
+@jax.jit
 def marginalize_independent(log_lik_per_value: Array) -> IndependentMarginal:
     """Sum N independent discrete latents out of a joint, in O(N·K).
 

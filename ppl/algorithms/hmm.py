@@ -14,6 +14,7 @@ are summed out of a NUTS potential). Costs are O(T·K²) time and O(T·K) memory
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -55,6 +56,7 @@ def _check(log_init, log_obs):
     return log_init, log_obs
 
 
+@jax.jit
 def forward(log_init: Array, log_trans: Array, log_obs: Array) -> ForwardResult:
     """Forward algorithm: log evidence and the unnormalised filtering log-probabilities."""
     log_init, log_obs = _check(log_init, log_obs)
@@ -77,6 +79,7 @@ def log_evidence(log_init: Array, log_trans: Array, log_obs: Array) -> Array:
     return forward(log_init, log_trans, log_obs).log_evidence
 
 
+@jax.jit
 def backward_smoothing(log_init: Array, log_trans: Array, log_obs: Array) -> SmoothingResult:
     """Forward–backward: posterior marginals p(z_t = k | y_1:T) for every t."""
     log_init, log_obs = _check(log_init, log_obs)
@@ -95,6 +98,7 @@ def backward_smoothing(log_init: Array, log_trans: Array, log_obs: Array) -> Smo
     return SmoothingResult(evidence, marginals, log_beta)
 
 
+@partial(jax.jit, static_argnames="num_samples")
 def ffbs_sample(key: Array, log_init: Array, log_trans: Array, log_obs: Array, num_samples: int | None = None) -> Array:
     """Forward filtering, backward sampling: exact draw(s) of z_1:T from p(z | y).
 
@@ -120,6 +124,7 @@ def ffbs_sample(key: Array, log_init: Array, log_trans: Array, log_obs: Array, n
     return jnp.concatenate([earlier, last_state[None]]).astype(jnp.int32)
 
 
+@jax.jit
 def viterbi(log_init: Array, log_trans: Array, log_obs: Array) -> ViterbiResult:
     """Most probable state path (max-product forward pass, then backtracking)."""
     log_init, log_obs = _check(log_init, log_obs)

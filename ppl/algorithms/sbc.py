@@ -328,9 +328,9 @@ def run_sbc(
     over replicates (in batches of ``batch_size`` through `lax.map` when given, to bound
     memory); otherwise a Python loop over replicates calls the functions as given (jit them
     yourself if they can be). Replicate i uses ``fold_in(key, i)`` on both paths, so its
-    result does not depend on ``replicates`` or on the path taken. Posterior draws are thinned by ``thin_by`` before ranking; ties
-    are broken at random, so discrete parameters are handled. Ranks and prior draws come
-    back as numpy arrays.
+    result does not depend on ``replicates`` or on the path taken. Posterior draws are
+    thinned by ``thin_by`` before ranking; ties are broken at random, so discrete parameters
+    are handled. Ranks and prior draws come back as numpy arrays.
     """
     def rank_one(theta, draws, tie_key):
         missing = sorted(set(theta) - set(draws))
