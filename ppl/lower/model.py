@@ -94,10 +94,17 @@ class LoweredModel:
         return env
 
     def _discover(self):
+        # Traced under jit: the layout is recorded while tracing, and the support checks of the
+        # observed data come back as one compiled computation instead of many eager ones.
         src = _Discover()
-        ev = Evaluator(self.graph, "density", self.base_env(self.data_arrays), src,
-                       fixed=self.fixed_names)
-        ev.exec(self.graph.body)
+
+        def run(data_arrays):
+            ev = Evaluator(self.graph, "density", self.base_env(data_arrays), src,
+                           fixed=self.fixed_names)
+            ev.exec(self.graph.body)
+            return ev.checks
+
+        checks = jax.jit(run)(self.data_arrays)
         self.slots = src.slots
         self.slot_by_name = {s.name: s for s in self.slots}
         self.dim = src.offset
@@ -107,7 +114,26 @@ class LoweredModel:
         self.deterministic_names = [n for n, v in ck.variables.items() if v.kind == "deterministic"]
         self.generated_names = [n for n, v in ck.variables.items() if v.kind == "generated"]
         self.observed_names = [n for n, v in ck.variables.items() if v.observed]
-        self._check_observed_support(ev.checks)
+        self._check_observed_support(checks)
+
+    def with_data(self, data: BoundData) -> "LoweredModel":
+        """The same lowering (same shapes) with other data values; support checks rerun."""
+        import copy
+        new = copy.copy(self)
+        new.data = data
+        new.data_arrays = {k: jnp.asarray(v) for k, v in data.arrays.items()}
+        if self._checks_fn is None:
+            def checks(data_arrays):
+                ev = Evaluator(self.graph, "density", self.base_env(data_arrays),
+                               _FlatSource(jnp.zeros(self.dim), self.slot_by_name),
+                               fixed=self.fixed_names)
+                ev.exec(self.graph.body)
+                return ev.checks
+            self._checks_fn = jax.jit(checks)
+        new._check_observed_support(self._checks_fn(new.data_arrays))
+        return new
+
+    _checks_fn = None
 
     def _check_observed_support(self, checks):
         bad = [k for k, ok in checks.items() if not bool(ok)]
@@ -206,11 +232,12 @@ class LoweredModel:
         if self._unrolled_size() > max_unrolled:
             return {"checked": False, "reason": f"more than {max_unrolled} unrolled statements"}
         f = jax.jit(self.log_density)
+        ref = jax.jit(self.reference_log_density)
         diffs = []
         for i in range(num_points):
             u = jax.random.uniform(jax.random.fold_in(key, i), (self.dim,), minval=-2, maxval=2)
             a = float(f(u, self.data_arrays))
-            b = float(self.reference_log_density(u, self.data_arrays))
+            b = float(ref(u, self.data_arrays))
             if not (np.isfinite(a) and np.isfinite(b)):
                 if np.isfinite(a) != np.isfinite(b):
                     raise PPLInternalError(

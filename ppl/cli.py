@@ -1,0 +1,209 @@
+"""The `ppl` command: sample, check, graph."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from .syntax.errors import PPLError
+
+
+def _model(path: str):
+    from .api import Model
+    p = Path(path)
+    if not p.is_file():
+        raise PPLError(f'model file "{path}" not found', None, "give the path to a .ppl file")
+    return Model(p.read_text(), str(path))
+
+
+def _print_warnings(model, stream=sys.stderr):
+    for w in model.warnings:
+        stream.write(w.format(model.source, model.filename) + "\n")
+
+
+def _summary_vars(idata, max_elems: int, wanted: Optional[List[str]]):
+    post = idata.posterior
+    names = wanted or [n for n in post.data_vars]
+    shown, hidden = [], []
+    for n in names:
+        if n not in post.data_vars:
+            raise PPLError(f'no variable "{n}" in the posterior', None,
+                           "variables: " + ", ".join(post.data_vars))
+        size = int(post[n].size // (post.sizes["chain"] * post.sizes["draw"]))
+        (shown if wanted or size <= max_elems else hidden).append(n)
+    return shown, hidden
+
+
+def cmd_sample(args) -> int:
+    model = _model(args.model)
+    _print_warnings(model)
+    from .runtime.results import summary_table, write_netcdf
+    t0 = time.perf_counter()
+    idata = model.sample(args.data, method=args.method, chains=args.chains, draws=args.draws,
+                         warmup=args.warmup, seed=args.seed,
+                         progress=not args.quiet and sys.stderr.isatty(),
+                         validate=not args.no_validate,
+                         **({"target_accept": args.target_accept} if args.target_accept else {}))
+    elapsed = time.perf_counter() - t0
+    plan = model.last_plan
+    print(f"method: {plan.method} — {plan.reason}")
+    ev = idata.posterior.attrs.get("log_evidence")
+    if ev is not None:
+        se = idata.posterior.attrs.get("log_evidence_se")
+        print(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
+    shown, hidden = _summary_vars(idata, args.max_elements, args.vars)
+    if shown:
+        print(summary_table(idata, var_names=shown))
+    if hidden:
+        print(f"(not shown, more than {args.max_elements} elements each: {', '.join(hidden)}; "
+              "use --vars NAME to show them)")
+    stats = idata.sample_stats if "sample_stats" in idata.groups() else None
+    if stats is not None and "diverging" in stats:
+        n_div = int(stats["diverging"].sum())
+        print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
+              f"{n_div} divergent transitions, {elapsed:.2f} s")
+    for w in getattr(model, "last_warnings", []):
+        sys.stderr.write(f"warning: {w}\n")
+    if args.output:
+        write_netcdf(idata, args.output)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    model = _model(args.model)
+    g = model.graph
+    print(f"{args.model}: ok")
+    print("variables:")
+    for v in g.variables():
+        kind = "observed data" if v.observed else v.kind
+        t = _type_text(model, v)
+        extra = f" ~ {', '.join(sorted(set(v.dists)))}" if v.dists else ""
+        print(f"  {v.name:<16} {kind:<14} {t}{extra}")
+    plans = _loop_plans(model)
+    if plans:
+        print("loops:")
+        for line in plans:
+            print("  " + line)
+    from .passes.base import choose, passes
+    print("inference:")
+    for name, p in passes().items():
+        d = p.diagnose(g)
+        print(f"  {name:<10} {'yes' if d else 'no '}  {d.reason}")
+    try:
+        plan = choose(g, args.method)
+        print(f"plan: {plan.method} ({plan.reason})")
+    except PPLError as e:
+        print(f"plan: none — {e.message}")
+    if args.data:
+        lowered = model.lower(args.data)
+        import jax
+        res = lowered.validate(jax.random.PRNGKey(0))
+        print(f"data: ok ({lowered.dim} unconstrained dimensions)")
+        if res.get("checked"):
+            print(f"validation: lowered log density = numpyro reference at {res['points']} random "
+                  f"points (max |difference| {res['max_abs_diff']:.2g})")
+        else:
+            print(f"validation: skipped ({res['reason']})")
+    _print_warnings(model, sys.stdout)
+    return 0
+
+
+def _type_text(model, v):
+    if v.type is None:
+        return "(inferred)"
+    s = v.type.span
+    line = model.source.splitlines()[s.line - 1]
+    return line[s.col - 1:s.end_col - 1] if s.line == s.end_line else v.type.base
+
+
+def _loop_plans(model):
+    from .syntax import ast as A
+    out = []
+
+    def walk(body):
+        for s in body:
+            if isinstance(s, A.For):
+                p = model.graph.loop_plan(s)
+                why = f" (carries {', '.join(p.carried)}" + (
+                    ", lag " + ", ".join(f"{n}[{s.var}-{k}]" for n, k in p.lags) if p.lags else "") + ")" \
+                    if p.carried else ""
+                out.append(f"line {s.span.line}: for {s.var} — density: {p.density}, "
+                           f"sampling: {p.sample}{why}")
+                walk(s.body)
+            elif isinstance(s, A.If):
+                walk(s.then)
+                walk(s.orelse)
+            elif isinstance(s, A.Generated):
+                walk(s.body)
+
+    walk(model.graph.body)
+    return out
+
+
+def cmd_graph(args) -> int:
+    model = _model(args.model)
+    from .ir.dot import to_dot
+    dot = to_dot(model.graph, Path(args.model).stem)
+    if args.output:
+        from .runtime.files import write_text_atomic
+        write_text_atomic(args.output, dot)
+    else:
+        sys.stdout.write(dot)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ppl", description="ppl — probabilistic programs compiled to JAX")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sample", help="run inference and print a summary")
+    s.add_argument("model")
+    s.add_argument("--data", help="data as CmdStan-style JSON")
+    s.add_argument("--method", default="auto", help="auto (default), nuts, …")
+    s.add_argument("--chains", type=int, default=4)
+    s.add_argument("--draws", type=int, default=1000)
+    s.add_argument("--warmup", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--target-accept", type=float, default=None)
+    s.add_argument("--output", help="write the InferenceData as NetCDF (atomically)")
+    s.add_argument("--vars", nargs="+", help="variables to summarise")
+    s.add_argument("--max-elements", type=int, default=20,
+                   help="leave arrays with more elements out of the summary (default 20)")
+    s.add_argument("--no-validate", action="store_true", help="skip translation validation")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_sample)
+    c = sub.add_parser("check", help="compile, validate and print the inference plan")
+    c.add_argument("model")
+    c.add_argument("--data")
+    c.add_argument("--method", default="auto")
+    c.set_defaults(func=cmd_check)
+    g = sub.add_parser("graph", help="write the model graph as Graphviz DOT (plate notation)")
+    g.add_argument("model")
+    g.add_argument("--output", "-o")
+    g.set_defaults(func=cmd_graph)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PPLError as e:
+        sys.stderr.write(e.format() + "\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as e:  # a bug in ppl: short message, traceback only on request
+        if os.environ.get("PPL_DEBUG"):
+            raise
+        sys.stderr.write(f"internal error in ppl: {type(e).__name__}: {e}\n"
+                         "This is a bug in ppl; rerun with PPL_DEBUG=1 for the traceback and report it.\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The `nuts` pass: static continuous models → NUTS chains on the flat unconstrained vector."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..algorithms.nuts import NutsSampler
+from ..ir.graph import ModelGraph
+from ..lower.model import LoweredModel
+from ..syntax.errors import PPLRuntimeError
+from .base import Diagnosis, Draws, InferencePass, register
+
+
+class NutsProgram:
+    contract = "target-invariant"
+
+    def __init__(self, lowered: LoweredModel, chains=4, draws=1000, warmup=1000,
+                 target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10):
+        self.lowered = lowered
+        self.chains, self.draws, self.warmup = chains, draws, warmup
+        self.max_tree_depth = max_tree_depth
+        potential = lambda u, data: -lowered.log_density(u, data)  # noqa: E731
+        self.potential = potential
+        total = warmup + draws
+        self.sampler = NutsSampler(potential, warmup, draws, target_accept, max_tree_depth,
+                                   dense_mass, chunk=max(1, -(-total // chunks)))
+        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
+        self._init_ok = jax.jit(self._finite_points, static_argnums=(2,))
+
+    def _finite_points(self, key, data, tries):
+        """Per chain, the first of `tries` uniform(-2, 2) points with finite density and gradient."""
+        d = self.lowered.dim
+        cand = jax.random.uniform(key, (self.chains, tries, d), minval=-2.0, maxval=2.0)
+        lp, g = jax.vmap(jax.value_and_grad(self.lowered.log_density), in_axes=(0, None))(
+            cand.reshape(-1, d), data)
+        ok = (jnp.isfinite(lp) & jnp.all(jnp.isfinite(g), axis=-1)).reshape(self.chains, tries)
+        first = jnp.argmax(ok, axis=1)
+        return cand[jnp.arange(self.chains), first], jnp.all(jnp.any(ok, axis=1))
+
+    def initial_points(self, key, tries=20):
+        z0, ok = self._init_ok(key, self.lowered.data_arrays, tries)
+        if not bool(ok):
+            raise PPLRuntimeError(
+                f"no finite starting point: the log density or its gradient is -inf or NaN at all "
+                f"{tries} random points tried per chain (uniform in [-2, 2] on the unconstrained scale)",
+                None, "check that the data lie in the support of the likelihood and that every scale "
+                "is positive")
+        return z0
+
+    def run(self, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Draws:
+        key = jax.random.PRNGKey(seed)
+        k_init, k_run, k_gen = jax.random.split(key, 3)
+        z0 = self.initial_points(k_init)
+        keys = jax.random.split(k_run, self.chains)
+        trace, warm = self.sampler.run(keys, z0, self.lowered.data_arrays, progress)
+        flat = trace.z.reshape(-1, self.lowered.dim)
+        values = self._evaluate(flat, self.lowered.data_arrays)
+        shape = (self.chains, self.draws)
+        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        predictive = {}
+        if self.lowered.generated_names:
+            gkeys = jax.random.split(k_gen, flat.shape[0])
+            gen = self._generated(gkeys, values, self.lowered.data_arrays)
+            predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+        stats = {
+            "lp": -np.asarray(trace.potential_energy),
+            "diverging": np.asarray(trace.diverging),
+            "n_steps": np.asarray(trace.num_steps),
+            "acceptance_rate": np.asarray(trace.accept_prob),
+            "step_size": np.asarray(trace.step_size),
+            "tree_depth": np.asarray(trace.tree_depth),
+        }
+        out = Draws(posterior, stats, predictive, attrs={"inference_method": "nuts"})
+        n_div = int(stats["diverging"].sum())
+        if n_div:
+            out.warnings.append(
+                f"{n_div} of {self.chains * self.draws} transitions after warm-up diverged: the "
+                "posterior may be biased there; try a higher target acceptance (--target-accept 0.95) "
+                "or a non-centred parameterisation")
+        hit = int((stats["tree_depth"] > self.max_tree_depth).sum())
+        if hit:
+            out.warnings.append(f"{hit} transitions hit the maximum tree depth {self.max_tree_depth}")
+        if not np.isfinite(stats["lp"]).all():
+            out.warnings.append("non-finite log density in some draws")
+        return out
+
+
+class NutsPass(InferencePass):
+    name = "nuts"
+    contract = "target-invariant"
+    summary = "No-U-Turn sampler on all continuous latents (NumPyro's kernel, chains vmapped)"
+
+    def diagnose(self, graph: ModelGraph) -> Diagnosis:
+        for v in graph.variables("latent"):
+            if v.stochastic_size:
+                return Diagnosis(False, f'"{v.name}" (line {v.span.line}) has a size that is random',
+                                 v.span)
+            if v.discrete:
+                return Diagnosis(False, f'nuts needs continuous latents: "{v.name}" (line {v.span.line}) '
+                                 "is discrete", v.span)
+        n = len(graph.variables("latent", "param"))
+        if n == 0:
+            return Diagnosis(False, "the model has no random variables to infer")
+        return Diagnosis(True, f"{n} continuous random variable(s), no discrete ones")
+
+    def transform(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
+        keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass")
+        return NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
+
+    def validate(self, program: NutsProgram, key) -> Dict[str, Any]:
+        return program.lowered.validate(key)
+
+
+register(NutsPass())

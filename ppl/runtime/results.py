@@ -1,0 +1,79 @@
+"""Program output → arviz.InferenceData; the summary table; atomic NetCDF output."""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from typing import Dict, Optional
+
+import numpy as np
+
+from ..passes.base import Draws
+
+
+def _arviz():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz as az
+    return az
+
+
+def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: Dict[str, np.ndarray]):
+    az = _arviz()
+    groups = dict(posterior=draws.posterior, sample_stats=draws.sample_stats or None,
+                  observed_data=observed or None, constant_data=constant or None,
+                  posterior_predictive=draws.posterior_predictive or None)
+    # The language indexes from 1, so do the coordinates of every array dimension.
+    dims, coords = {}, {}
+    for group, lead in (("posterior", 2), ("posterior_predictive", 2), ("observed_data", 0),
+                        ("constant_data", 0)):
+        for name, value in (groups[group] or {}).items():
+            shape = np.shape(value)[lead:]
+            names = [f"{name}_dim_{k + 1}" for k in range(len(shape))]
+            dims[name] = names
+            for n, size in zip(names, shape):
+                coords[n] = np.arange(1, size + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = az.from_dict(**{k: v for k, v in groups.items() if v is not None}, dims=dims,
+                             coords=coords)
+    for k, v in draws.attrs.items():
+        idata.posterior.attrs[k] = v if isinstance(v, (int, float, str)) else str(v)
+    return idata
+
+
+def summary_table(idata, var_names=None, hdi_prob=0.94) -> str:
+    az = _arviz()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, round_to=None)
+    lo = f"hdi_{(1 - hdi_prob) / 2 * 100:g}%"
+    hi = f"hdi_{(1 + hdi_prob) / 2 * 100:g}%"
+    cols = [("mean", "mean", "{:.3f}"), ("sd", "sd", "{:.3f}"), (lo, lo, "{:.3f}"), (hi, hi, "{:.3f}"),
+            ("ess_bulk", "ess_bulk", "{:.0f}"), ("ess_tail", "ess_tail", "{:.0f}"),
+            ("r_hat", "r_hat", "{:.3f}")]
+    cols = [c for c in cols if c[1] in df.columns]
+    rows = [[str(i)] + [fmt.format(r[c]) if np.isfinite(r[c]) else "nan" for _, c, fmt in cols]
+            for i, r in df.iterrows()]
+    head = [""] + [c[0] for c in cols]
+    widths = [max(len(x[i]) for x in rows + [head]) for i in range(len(head))]
+    line = lambda r: "  ".join(v.ljust(widths[0]) if i == 0 else v.rjust(widths[i])  # noqa: E731
+                               for i, v in enumerate(r))
+    return "\n".join([line(head)] + [line(r) for r in rows])
+
+
+def write_netcdf(idata, path: str) -> None:
+    """Write atomically: a crash never leaves a half-written file where the user asked for one."""
+    path = os.path.abspath(path)
+    d = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".ppl-", suffix=".nc", dir=d)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
