@@ -7,7 +7,7 @@ Model (DESIGN §2 ``sv.ppl`` with its parameters fixed):
 
 Filter: bootstrap proposal (the transition), systematic resampling, either adaptive (when
 ESS < N/2, the default) or at every step; log Ẑ accumulated as the log of the mean incremental
-weight. One ``lax.scan`` over time; the per-particle transition and likelihood are written for
+weight (weights exponentiated once per step, max-shifted). One ``lax.scan`` over time; the per-particle transition and likelihood are written for
 one particle and ``vmap``ped; the resampling decision is a ``lax.cond`` so steps that do not
 resample do not pay for it. Double precision (as ppl, Stan and ``particles``).
 
@@ -28,11 +28,11 @@ jax.config.update("jax_enable_x64", True)
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def systematic_resample(key: jax.Array, log_w: jax.Array) -> jax.Array:
-    """Ancestor indices by systematic resampling from normalised log weights."""
-    n = log_w.shape[0]
-    u = (jax.random.uniform(key, dtype=log_w.dtype) + jnp.arange(n, dtype=log_w.dtype)) / n
-    cdf = jnp.cumsum(jnp.exp(log_w))
+def systematic_resample(key: jax.Array, w: jax.Array) -> jax.Array:
+    """Ancestor indices by systematic resampling from normalised weights ``w``."""
+    n = w.shape[0]
+    u = (jax.random.uniform(key, dtype=w.dtype) + jnp.arange(n, dtype=w.dtype)) / n
+    cdf = jnp.cumsum(w)
     idx = jnp.searchsorted(cdf, u * cdf[-1], side="left")  # scale: guards round-off in cdf[-1]
     return jnp.minimum(idx, n - 1)
 
@@ -56,33 +56,39 @@ def make_filter(y, n_particles: int, mu: float, phi: float, s: float,
     v_transition = jax.vmap(transition)
     v_log_lik = jax.vmap(log_lik, in_axes=(0, None))
 
-    def resample(key, x, log_w):
-        idx = systematic_resample(key, log_w)
-        return x[idx], jnp.full_like(log_w, -log_n)
+    def reweight(log_w, x, y_t):
+        """Weights after observing y_t: (normalised log w, normalised w, log mean increment)."""
+        lw = log_w + v_log_lik(x, y_t)
+        m = jnp.max(lw)
+        w = jnp.exp(lw - m)  # the only exp of the weights per step
+        total = jnp.sum(w)
+        return lw - m - jnp.log(total), w / total, m + jnp.log(total)
+
+    def resample(key, x, log_w, w):
+        idx = systematic_resample(key, w)
+        return x[idx], jnp.full_like(log_w, -log_n), jnp.full_like(w, 1.0 / n)
 
     def step(carry, inp):
-        x, log_w, log_z = carry
+        x, log_w, w, log_z = carry
         key, y_t = inp
         k_res, k_move = jax.random.split(key)
         if resampling == "every":
-            x, log_w = resample(k_res, x, log_w)
+            x, log_w, w = resample(k_res, x, log_w, w)
         else:
-            ess = 1.0 / jnp.sum(jnp.exp(2.0 * log_w))
-            x, log_w = lax.cond(ess < ess_frac * n, lambda a: resample(k_res, *a),
-                                lambda a: a, (x, log_w))
+            ess = 1.0 / jnp.sum(w * w)
+            x, log_w, w = lax.cond(ess < ess_frac * n, lambda a: resample(k_res, *a),
+                                   lambda a: a, (x, log_w, w))
         x = v_transition(x, jax.random.normal(k_move, (n,), dtype=x.dtype))
-        lw = log_w + v_log_lik(x, y_t)
-        m = jax.nn.logsumexp(lw)
-        return (x, lw - m, log_z + m), None
+        log_w, w, inc = reweight(log_w, x, y_t)
+        return (x, log_w, w, log_z + inc), None
 
     @jax.jit
     def run(key: jax.Array) -> jax.Array:
         k0, k_rest = jax.random.split(key)
         x = mu + sd0 * jax.random.normal(k0, (n,), dtype=jnp.float64)
-        lw = v_log_lik(x, y[0]) - log_n
-        m = jax.nn.logsumexp(lw)
+        log_w, w, log_z = reweight(jnp.full((n,), -log_n), x, y[0])
         keys = jax.random.split(k_rest, y.shape[0] - 1)
-        (x, lw, log_z), _ = lax.scan(step, (x, lw - m, m), (keys, y[1:]))
+        (x, log_w, w, log_z), _ = lax.scan(step, (x, log_w, w, log_z), (keys, y[1:]))
         return log_z
 
     return run
