@@ -205,7 +205,7 @@ def test_guided_filter_unbiased_small_spread(lg_y):
 
 
 def test_bootstrap_unbiased_prefix(lg_y):
-    y = lg_y[:25]
+    y = lg_y[:15]  # before the y[17] outlier, where Ẑ is heavy-tailed (sd of log Ẑ ~ 8 at N=128)
     ref = float(kalman.filter(lg_kalman(y), y).log_evidence)
     res = pf.run_many(jax.random.split(jax.random.key(4), 400), lg_model(y), LG_PARAMS, 128)
     lz = np.asarray(res.log_evidence)
