@@ -111,9 +111,27 @@ class Checker:
         self.warnings: List[Warning_] = []
         self.imports: List[str] = []
         self.globals = _Scope()
+        # generated quantities live in their own scope: the model cannot see them
+        self.gen_scope = _Scope(self.globals)
+        self.loop_vars: Dict[str, int] = {}  # loop variable -> line of its loop
+        self.later: Dict[str, A.Span] = {}  # top-level names -> where they are first defined
 
     def err(self, msg, span, hint=None):
         return PPLCheckError(msg, span, hint, self.program.source, self.program.filename)
+
+    def _text(self, e) -> Optional[str]:
+        """The source text of a one-line expression."""
+        sp = getattr(e, "span", None)
+        if sp is None or sp.line <= 0 or sp.line != sp.end_line:
+            return None
+        lines = self.program.source.splitlines()
+        return lines[sp.line - 1][sp.col - 1:sp.end_col - 1] if sp.line <= len(lines) else None
+
+    def _declared_hint(self, v: Optional[VarInfo]) -> Optional[str]:
+        if v is None or v.type is None:
+            return None
+        t = self._text(v.type)
+        return f'"{v.name}" is declared {t} (line {v.span.line})' if t else None
 
     # ------------------------------------------------------------ entry
     def run(self) -> CheckedProgram:
@@ -125,6 +143,7 @@ class Checker:
                 self._fundef(s)
             else:
                 body.append(s)
+        self._collect_definitions(body)
         for s in body:
             self._stmt(s, self.globals, loop_depth=0, in_generated=False)
         self._finish()
@@ -142,13 +161,33 @@ class Checker:
             if v.kind == "data" and not v.used:
                 self.warnings.append(Warning_(f'data "{v.name}" is declared but never used', v.span))
 
+    def _collect_definitions(self, body):
+        """Where each name is first defined, so a use before it can point there."""
+        for s in body:
+            if isinstance(s, (A.DataDecl, A.ParamDecl, A.VarDecl)):
+                self.later.setdefault(s.name, s.name_span)
+            elif isinstance(s, (A.Sample, A.Assign)):
+                self.later.setdefault(s.target.name, s.target.span)
+            elif isinstance(s, A.For):
+                self._collect_definitions(s.body)
+            elif isinstance(s, A.If):
+                self._collect_definitions(s.then)
+                self._collect_definitions(s.orelse)
+            elif isinstance(s, A.Generated):
+                self._collect_definitions(s.body)
+
     # ------------------------------------------------------------ imports / functions
     def _import(self, s: A.Import):
         path = stdlib_path() / f"{s.module}.ppl"
         if not path.is_file():
             avail = sorted(p.stem for p in stdlib_path().glob("*.ppl"))
-            hint = did_you_mean(s.module, avail) or ("available modules: " + ", ".join(avail) if avail else None)
-            raise self.err(f'no module "{s.module}" in the standard library', s.span, hint)
+            hint = did_you_mean(s.module, avail) or (
+                "available modules: " + ", ".join(avail) if avail
+                else "the standard library has no modules in this installation")
+            span = s.span
+            if span.line == span.end_line and span.end_col - len(s.module) > span.col:
+                span = A.Span(span.line, span.end_col - len(s.module), span.line, span.end_col)
+            raise self.err(f'no module "{s.module}" in the standard library', span, hint)
         mod = parse(path.read_text(), str(path))
         for ms in mod.body:
             if isinstance(ms, A.FunDef):
@@ -224,7 +263,8 @@ class Checker:
     def _check_type(self, t: A.TypeExpr, scope):
         known = set(BASE_TYPES) | set(CONSTRAINED_TYPES)
         if t.base not in known:
-            raise self.err(f'unknown type "{t.base}"', t.span,
+            raise self.err(f'unknown type "{t.base}"',
+                           A.Span(t.span.line, t.span.col, t.span.line, t.span.col + len(t.base)),
                            did_you_mean(t.base, known) or "types: " + ", ".join(sorted(known)))
         for b in t.bounds:
             if b.name not in ("lower", "upper"):
@@ -239,8 +279,12 @@ class Checker:
             for d in group:
                 dt = self._expr(d, scope)
                 if dt.base != "int":
-                    raise self.err("an array size must be an integer", d.span,
-                                   "sizes are integer data or literals")
+                    v = self.vars.get(d.id) if isinstance(d, A.Name) else None
+                    hint = "sizes are integer data or literals"
+                    if v is not None and v.type is not None:
+                        hint = (f'"{d.id}" is declared {self._text(v.type) or v.type.base} '
+                                f"(line {v.span.line}); declare it int")
+                    raise self.err("an array size must be an integer", d.span, hint)
 
     def _stmt(self, s: A.Stmt, scope: _Scope, loop_depth: int, in_generated: bool):
         if isinstance(s, A.DataDecl):
@@ -294,6 +338,8 @@ class Checker:
                 raise self.err(f'loop variable "{s.var}" hides the variable declared at line '
                                f"{self.vars[s.var].span.line}", s.var_span, "rename the loop variable")
             inner.names[s.var] = INT
+            inner.loop_vars = {s.var}
+            self.loop_vars.setdefault(s.var, s.span.line)
             for b in s.body:
                 self._stmt(b, inner, loop_depth + 1, in_generated)
         elif isinstance(s, A.If):
@@ -306,9 +352,11 @@ class Checker:
             if loop_depth or in_generated:
                 raise self.err("generated { } must be at the top level", s.span)
             for b in s.body:
-                self._stmt(b, scope, loop_depth, True)
+                self._stmt(b, self.gen_scope, loop_depth, True)
         elif isinstance(s, A.Return):
-            raise self.err("return outside a function", s.span)
+            raise self.err("return outside a function", s.span,
+                           "`return` belongs in the body of `def f(…) { … }`; a model statement "
+                           "defines variables with `~` or `=`")
         elif isinstance(s, A.FunDef):
             raise self.err("functions must be defined at the top level", s.span)
         elif isinstance(s, A.Import):
@@ -322,14 +370,19 @@ class Checker:
             if t.base not in ("int", "bool") and not isinstance(i, A.Slice):
                 raise self.err("an index must be an integer", i.span)
         if v.ty.rank is not None and len(lv.indices) > v.ty.rank:
-            raise self.err(f'"{lv.name}" has {v.ty.rank} dimension(s) but {len(lv.indices)} '
-                           "indices are given", lv.span)
+            raise self.err(f'too many indices: "{lv.name}" has {_dims(v.ty.rank)} but '
+                           f"{len(lv.indices)} indices are given", lv.span, self._declared_hint(v))
 
     def _sample(self, s: A.Sample, scope, loop_depth, in_generated):
         name = s.target.name
         local = scope.lookup(name) if name not in self.vars else None
         if local is not None:
-            raise self.err(f'"{name}" is a loop variable or local value and cannot be drawn', s.target.span)
+            if _is_loop_var(scope, name):
+                raise self.err(f'"{name}" is a loop variable and cannot be drawn', s.target.span,
+                               "the loop sets it to 1, 2, …; draw an element of an array instead, "
+                               f"e.g. `x[{name}] ~ normal(0, 1)`")
+            raise self.err(f'"{name}" is a local value and cannot be drawn', s.target.span,
+                           "a value defined with \"=\" inside a loop or branch is deterministic")
         v = self.vars.get(name)
         if v is None:
             if s.target.indices:
@@ -350,9 +403,12 @@ class Checker:
             v.observed = True
             spec = DISTRIBUTIONS.get(s.dist.func)
             if spec is not None and spec.discrete and v.ty.base == "real":
+                tt = self._text(v.type) if v.type is not None else None
+                fix = (f"declare it `data {name}: int{tt[4:]}`" if tt and tt.startswith("real")
+                       else "declare it int")
                 raise self.err(f'{s.dist.func} is a distribution over integers but "{name}" is '
                                "declared real", s.dist.func_span,
-                               f"declare it int (line {v.span.line})")
+                               f"{fix} (line {v.span.line}), or use a continuous distribution")
             self._dist(s.dist, scope, name, v.ty)
             v.defined_by.append(s)
             return
@@ -368,10 +424,12 @@ class Checker:
                            s.target.span, "give the generated quantity a new name")
         if not s.target.indices and v.defined_by:
             raise self.err(f'"{name}" already has a distribution (line {v.defined_by[0].span.line})',
-                           s.target.span)
+                           s.target.span,
+                           "a random variable is drawn once; to add another factor to the density "
+                           f"write `target += {s.dist.func}_{_suffix(s.dist.func)}({name} | …)`")
         if s.target.indices and v.defined_by and not v.elementwise:
             raise self.err(f'"{name}" already has a distribution (line {v.defined_by[0].span.line})',
-                           s.target.span)
+                           s.target.span, "its elements cannot be drawn again")
         v.elementwise = bool(s.target.indices)
         self._dist(s.dist, scope, name, v.ty)
         v.defined_by.append(s)
@@ -402,7 +460,9 @@ class Checker:
         if v.kind in ("data", "param") or (v.kind == "latent" and v.defined_by):
             what = {"data": "data", "param": "a param", "latent": "a random variable"}[v.kind]
             raise self.err(f'cannot assign to "{name}": it is {what} (line {v.span.line})',
-                           s.target.span, "define a new variable instead")
+                           s.target.span,
+                           f'"{name}" cannot be redefined; give the new value its own name, '
+                           f"e.g. `{name}_new = …`")
         if v.kind == "latent":  # declared with a type, defined by "=": a deterministic array
             v.kind = "generated" if in_generated else "deterministic"
         if in_generated and v.kind != "generated":
@@ -436,7 +496,8 @@ class Checker:
         n = len(spec.params)
         if len(call.args) != n:
             sig = f"{spec.name}({', '.join(spec.params)})"
-            raise self.err(f"{spec.name} takes {n} argument(s), {len(call.args)} given", call.span,
+            raise self.err(f"{spec.name} takes {_args(n)}, but {len(call.args)} "
+                           f"{'was' if len(call.args) == 1 else 'were'} given", call.span,
                            f"the signature is {sig}")
         ranks = []
         for a in call.args:
@@ -463,11 +524,22 @@ class Checker:
                 if e.id in self.vars:
                     v = self.vars[e.id]
                     if v.kind == "generated":
-                        raise self.err(f'"{e.id}" is a generated quantity and cannot be used in the model',
-                                       e.span, "generated { } runs after inference")
+                        raise self.err(f'"{e.id}" is a generated quantity (line {v.span.line}) and '
+                                       "cannot be used in the model", e.span,
+                                       "generated { } runs after inference: the model cannot depend "
+                                       "on it; move the definition out of generated { } if it must")
                     raise self.err(f'"{e.id}" is used before it is defined (line {v.span.line})', e.span)
                 if e.id in FUNCTIONS or e.id in self.funs:
                     raise self.err(f'"{e.id}" is a function', e.span, f"call it: {e.id}(…)")
+                later = self.later.get(e.id)
+                if later is not None and (later.line, later.col) > (e.span.line, e.span.col):
+                    raise self.err(f'"{e.id}" is used before it is defined', e.span,
+                                   f'"{e.id}" is defined at line {later.line}: statements run in order, '
+                                   "so move that definition above this line")
+                if e.id in self.loop_vars:
+                    raise self.err(f'"{e.id}" is not defined here', e.span,
+                                   f'"{e.id}" is the variable of the loop at line '
+                                   f"{self.loop_vars[e.id]} and exists only inside that loop")
                 hint = did_you_mean(e.id, scope.all_names())
                 raise self.err(f'"{e.id}" is not defined', e.span, hint)
             if e.id in self.vars:
@@ -523,8 +595,10 @@ class Checker:
                     raise self.err("cannot index a scalar", e.span,
                                    f"{_describe(e.base)} is a single value")
                 if len(e.indices) > bt.rank:
-                    raise self.err(f"too many indices: {_describe(e.base)} has {bt.rank} dimension(s) "
-                                   f"but {len(e.indices)} are given", e.span)
+                    v = self.vars.get(e.base.id) if isinstance(e.base, A.Name) else None
+                    raise self.err(f"too many indices: {_describe(e.base)} has {_dims(bt.rank)} "
+                                   f"but {len(e.indices)} indices are given", e.span,
+                                   self._declared_hint(v) if v is not None else None)
                 return Ty(bt.base, bt.rank - dropped)
             return Ty(bt.base, None)
         if isinstance(e, A.Slice):
@@ -541,8 +615,13 @@ class Checker:
         spec = density_function(e.func)
         if spec is not None:
             if e.given is None:
-                raise self.err(f'{e.func} needs the value before a "|"', e.span,
-                               f"write {e.func}(y | {', '.join(spec.params)})")
+                texts = [self._text(a) for a in e.args]
+                if len(e.args) == len(spec.params) + 1 and all(texts):
+                    fix = f"{e.func}({texts[0]} | {', '.join(texts[1:])})"
+                else:
+                    fix = f"{e.func}(y | {', '.join(spec.params)})"
+                raise self.err(f'{e.func} needs a "|" between the value and the parameters', e.span,
+                               f"write {fix}")
             self._expr(e.given, scope)
             if len(e.args) != len(spec.params):
                 raise self.err(f"{e.func} takes {len(spec.params)} argument(s) after \"|\", "
@@ -575,7 +654,9 @@ class Checker:
         lo, hi = fs.arity
         if not lo <= len(e.args) <= hi:
             n = str(lo) if lo == hi else f"{lo} to {hi}"
-            raise self.err(f"{e.func} takes {n} argument(s), {len(e.args)} given", e.span)
+            many = "argument" if n == "1" else "arguments"
+            raise self.err(f"{e.func} takes {n} {many}, but {len(e.args)} "
+                           f"{'was' if len(e.args) == 1 else 'were'} given", e.span)
         for i in fs.static:
             if i < len(e.args) and arg_tys[i].base != "int":
                 raise self.err(f"argument {i + 1} of {e.func} is a size and must be an integer",
@@ -594,6 +675,28 @@ class Checker:
         if e.func in ("is_inf", "is_nan"):
             base = "bool"
         return Ty(base, rank)
+
+
+def _dims(n: int) -> str:
+    return f"{n} dimension" + ("" if n == 1 else "s")
+
+
+def _args(n: int) -> str:
+    return f"{n} argument" + ("" if n == 1 else "s")
+
+
+def _suffix(dist: str) -> str:
+    spec = DISTRIBUTIONS.get(dist)
+    return "lpmf" if spec is not None and spec.discrete else "lpdf"
+
+
+def _is_loop_var(scope: _Scope, name: str) -> bool:
+    s = scope
+    while s is not None:
+        if name in s.names:
+            return name in getattr(s, "loop_vars", ())
+        s = s.parent
+    return False
 
 
 def _describe(e: A.Expr) -> str:

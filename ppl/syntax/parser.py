@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -203,25 +204,70 @@ _TOKEN_WORDS = {
     "PLUSEQ": '"+="', "BAR": '"|"', "ADDOP": '"+" or "-"', "MULOP": "an operator (* / @ %)",
     "POWOP": '"^"', "RELOP": "a comparison", "EQOP": '"==" or "!="', "LESSTHAN": '"<"',
     "MORETHAN": '">"', "EQUAL": '"="', "$END": "end of file", "TRANSPOSE": "'",
-    "NOTOP": '"!"', "OROP": '"||"', "ANDOP": '"&&"',
+    "NOTOP": '"!"', "OROP": '"||"', "ANDOP": '"&&"', "__ANON_0": '"->"',
+}
+# tokens that continue an expression (binary and postfix operators)
+_OPERATORS = {"ADDOP", "MULOP", "POWOP", "RELOP", "EQOP", "ANDOP", "OROP", "TRANSPOSE",
+              "LESSTHAN", "MORETHAN"}
+# tokens that start an expression
+_EXPR_START = {"NAME", "INT", "FLOAT", "LPAR", "LSQB", "NOTOP", "TRUE", "FALSE"}
+# the order in which expected tokens are listed: closers first, end of line last
+_ORDER = ["RPAR", "RSQB", "RBRACE", "COMMA", "COLON", "BAR", "TILDE", "EQUALS", "PLUSEQ",
+          "LBRACE", "LSQB", "LPAR", "NAME", "INT", "FLOAT"]
+_KEYWORD_TOKENS = {"DATA", "DEF", "ELSE", "FOR", "GENERATED", "IF", "IMPORT", "IN", "PARAM",
+                   "RETURN", "TARGET", "TRUE", "FALSE"}
+_STAN_TYPES = {"real", "int", "vector", "row_vector", "matrix", "simplex", "ordered",
+               "positive_ordered", "unit_vector", "cov_matrix", "corr_matrix",
+               "cholesky_factor_corr", "cholesky_factor_cov", "array", "bool"}
+_STAN_BLOCKS = {
+    "model": "write its statements at the top level, without the braces and the \";\"",
+    "parameters": "declare each parameter at the top level, e.g. `param sigma: real<lower=0>`, "
+                  "or give it a distribution directly: `sigma ~ half_normal(1)`",
+    "transformed parameters": "write `name = expr` at the top level: such variables are "
+                              "deterministic and reported with the draws",
+    "data": "declare each data variable at the top level, e.g. `data N: int`",
+    "transformed data": "write `name = expr` at the top level",
+    "functions": "define each function at the top level: `def f(x: real) -> real { … }`",
+    "generated quantities": "write `generated { … }`",
 }
 
 
 def _describe_expected(expected) -> str:
+    """The tokens the parser would accept, in words, closers first, operators grouped."""
+    exp = {t for t in expected if not (t.startswith("__IGNORE") or t == "COMMENT")}
     words = []
-    for t in sorted(expected):
-        if t.startswith("__") or t == "COMMENT":
+    if {"NAME", "INT", "FLOAT"} <= exp:
+        exp -= _EXPR_START | {"ADDOP"}
+        words_expr = ["an expression"]
+    else:
+        words_expr = []
+    ops = exp & _OPERATORS
+    if len(ops) > 2:
+        exp -= _OPERATORS
+        words_ops = ["an operator"]
+    else:
+        words_ops = []
+    keyed = sorted(exp, key=lambda t: (_ORDER.index(t) if t in _ORDER else len(_ORDER),
+                                       t in ("_NL", "$END"), t))
+    for t in keyed:
+        if t in ("_NL", "$END"):
             continue
         w = _TOKEN_WORDS.get(t)
         if w is None:
             w = f'"{t.lower()}"' if t.isupper() and t.isalpha() else t
         if w not in words:
             words.append(w)
+    words = words_expr + words + words_ops
+    for t in ("_NL", "$END"):
+        if t in exp:
+            words.append(_TOKEN_WORDS[t])
     if not words:
         return ""
-    if len(words) > 8:
-        words = words[:8] + ["…"]
-    return "expected " + ", ".join(words)
+    if len(words) > 6:
+        words = words[:6] + ["…"]
+    if len(words) == 1:
+        return "expected " + words[0]
+    return "expected " + ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _describe_token(tok) -> str:
@@ -235,30 +281,8 @@ def _describe_token(tok) -> str:
 def parse(source: str, filename: str = "<input>") -> A.Program:
     try:
         tree = _parser().parse(source + ("\n" if not source.endswith("\n") else ""))
-    except UnexpectedToken as e:
-        tok = e.token
-        line, col = (tok.line, tok.column) if tok.line is not None else _eof_pos(source)
-        width = max(1, len(str(tok))) if tok.type not in ("_NL", "$END") else 1
-        span = A.Span(line, col, line, col + width)
-        what = f"unexpected {_describe_token(tok)}"
-        hint = _syntax_hint(tok, e.expected, source, line)
-        raise PPLSyntaxError(f"syntax error: {what}", span, hint or _describe_expected(e.expected),
-                             source, filename) from None
-    except UnexpectedCharacters as e:
-        span = A.Span(e.line, e.column, e.line, e.column + 1)
-        ch = source.splitlines()[e.line - 1][e.column - 1] if e.line > 0 else "?"
-        hint = 'strings are not part of the language' if ch in "\"'" else None
-        if ch == "=" and source.splitlines()[e.line - 1][e.column - 2:e.column] in ("<=", ">="):
-            hint = None
-        raise PPLSyntaxError(f'syntax error: unexpected character "{ch}"', span,
-                             hint or _describe_expected(e.allowed), source, filename) from None
-    except UnexpectedEOF as e:
-        line, col = _eof_pos(source)
-        raise PPLSyntaxError("syntax error: unexpected end of file", A.Span(line, col, line, col + 1),
-                             _describe_expected(e.expected) or 'a "{" or "(" is not closed',
-                             source, filename) from None
-    except UnexpectedInput as e:  # pragma: no cover - other lark failures
-        raise PPLSyntaxError(f"syntax error: {e}", None, None, source, filename) from None
+    except UnexpectedInput as e:
+        raise _syntax_error(e, source, filename) from None
     body = _ToAST().transform(tree)
     return A.Program(body, source, filename)
 
@@ -268,21 +292,180 @@ def _eof_pos(source: str):
     return len(lines), len(lines[-1]) + 1
 
 
-def _syntax_hint(tok, expected, source, line):
-    text = source.splitlines()[line - 1] if 0 < line <= len(source.splitlines()) else ""
-    if tok.type == "$END" or (tok.type == "_NL" and "RBRACE" in expected and "RPAR" not in expected
-                              and "RSQB" not in expected and text.strip() == ""):
-        return 'a "{" is not closed with "}"'
-    if tok.type == "EQUALS" and "TILDE" in expected:
-        return None
-    if str(tok) == "==" or (tok.type == "EQUALS" and "RPAR" in expected):
-        return 'to compare use "==", to define a variable write `name = expr` on its own line'
-    if tok.type == "_NL" and ("RPAR" in expected or "RSQB" in expected):
-        return 'a "(" or "[" is not closed'
-    if tok.type == "NAME" and str(tok) in ("model", "parameters", "transformed", "functions"):
-        return "ppl has no Stan-style blocks: write declarations and statements at the top level"
-    if tok.type == "TILDE" and ("RPAR" in expected):
-        return None
-    if str(tok) == ";":
-        return "statements end at the end of the line; drop the \";\""
-    return None
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = {v: k for k, v in _OPENERS.items()}
+
+
+def _brackets_before(source: str, line: int, col: int):
+    """Scan the source up to (line, col): the brackets still open there (innermost last), and
+    the first closing bracket that matched nothing, if any."""
+    stack, stray = [], None
+    for ln, text in enumerate(source.splitlines(), start=1):
+        if ln > line:
+            break
+        for c, ch in enumerate(text, start=1):
+            if ln == line and c >= col:
+                break
+            if ch == "#":
+                break
+            if ch in _OPENERS:
+                stack.append((ch, ln, c))
+            elif ch in _CLOSERS:
+                if stack and stack[-1][0] == _CLOSERS[ch]:
+                    stack.pop()
+                elif stray is None:
+                    stray = (ch, ln, c)
+    return stack, stray
+
+
+def _code(text: str) -> str:
+    """A source line without its comment."""
+    i = text.find("#")
+    return text if i < 0 else text[:i]
+
+
+def _last_code_line(lines, before_line: int, before_col: int):
+    """The line number and text of the last code before the given position."""
+    ln = before_line
+    text = _code(lines[ln - 1][:before_col - 1]) if 0 < ln <= len(lines) else ""
+    while ln > 1 and not text.strip():
+        ln -= 1
+        text = _code(lines[ln - 1])
+    return ln, text
+
+
+def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
+    lines = source.splitlines()
+
+    def err(msg, line, col, width=1, hint=None):
+        return PPLSyntaxError(f"syntax error: {msg}", A.Span(line, col, line, col + max(1, width)),
+                              hint, source, filename)
+
+    if isinstance(e, UnexpectedCharacters):
+        line, col = e.line, e.column
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        ch = text[col - 1] if 0 < col <= len(text) else "?"
+        if ch == ";":
+            return err('unexpected ";"', line, col, 1,
+                       'statements end at the end of the line in ppl: drop the ";"')
+        if ch in "\"'":
+            quoted = "'\"'" if ch == '"' else '"\'"'
+            return err(f"unexpected quote {quoted}", line, col, 1,
+                       "ppl has no strings: values are numbers, arrays and names")
+        return err(f'unexpected character "{ch}"', line, col, 1, _describe_expected(e.allowed))
+
+    if isinstance(e, UnexpectedToken) and e.token.type != "$END" and e.token.line is not None:
+        tok, expected = e.token, set(e.expected)
+        line, col = tok.line, tok.column
+        width = len(str(tok)) if tok.type != "_NL" else 1
+    else:  # end of file
+        tok, expected = None, set(getattr(e, "expected", ()) or ())
+        line, col = _eof_pos(source)
+        width = 1
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    before = _code(text[:col - 1])
+    stack, stray = _brackets_before(source, line, col)
+    ttype = tok.type if tok is not None else "$END"
+    tstr = str(tok) if tok is not None else ""
+
+    # a closing bracket that closes nothing
+    if ttype in ("RPAR", "RSQB", "RBRACE"):
+        opener = _CLOSERS[tstr]
+        if not stack:
+            return err(f'unmatched "{tstr}"', line, col, 1, f'there is no "{opener}" before it to close')
+        if stack[-1][0] != opener:
+            ch, ol, oc = stack[-1]
+            return err(f'unexpected "{tstr}"', line, col, 1,
+                       f'the innermost open bracket is the "{ch}" at line {ol}, column {oc}: '
+                       f'close it with "{_OPENERS[ch]}" first')
+
+    # Stan-style blocks: `model {`, `parameters {`, `generated quantities {`
+    head = " ".join(before.split())
+    if ttype == "NAME" and tstr == "quantities" and head == "generated":
+        head, ttype = "generated quantities", "LBRACE"
+    if ttype == "LBRACE" and head in _STAN_BLOCKS:
+        start = len(text) - len(text.lstrip()) + 1
+        return err(f'ppl has no Stan-style "{head}" block', line, start, col - start + 1,
+                   _STAN_BLOCKS[head])
+
+    # a keyword where a name belongs
+    if ttype in _KEYWORD_TOKENS and "NAME" in expected and ttype not in ("TRUE", "FALSE"):
+        return err(f'"{tstr}" is a keyword and cannot be used as a name', line, col, width,
+                   f'choose another name, e.g. "{tstr}_"')
+    m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*", before)
+    if m and m.group(1) in _KEYWORD_NAMES and ttype in ("TILDE", "EQUALS", "COLON", "PLUSEQ") \
+            and m.group(1) not in ("data", "param", "target"):
+        kw = m.group(1)
+        return err(f'"{kw}" is a keyword and cannot be used as a name', line, m.start(1) + 1, len(kw),
+                   f'choose another name, e.g. "{kw}_"')
+
+    # Stan-style declarations: `real mu;`, `vector[N] y;`
+    first = re.match(r"\s*([A-Za-z_]\w*)", text)
+    if first and first.group(1) in _STAN_TYPES and tok is not None and ":" not in before \
+            and ttype in ("NAME", "LESSTHAN", "RELOP"):
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*(?:<[^>]*>)?(?:\[[^\]]*\])*)\s+([A-Za-z_]\w*)\s*;?\s*",
+                         _code(text))
+        if m:
+            hint = (f"ppl declares a variable as `name: type`: write `{m.group(2)}: {m.group(1)}` "
+                    f"(`data {m.group(2)}: …` for data, `param {m.group(2)}: …` for a parameter)")
+        else:
+            hint = "ppl declares a variable as `name: type`, e.g. `mu: real` or `data y: real[N]`"
+        return err(f"unexpected {_describe_token(tok)}", line, col, width, hint)
+
+    # a bracket left open on an earlier line
+    if stack and stack[-1][0] in "([" and (tok is None or (stack[-1][1] < line and not before.strip())):
+        ch, ol, oc = stack[-1]
+        last, _ = _last_code_line(lines, line, col)
+        return err(f'"{ch}" is not closed', ol, oc, 1,
+                   f'add "{_OPENERS[ch]}" to close it before the end of line {last}')
+    if tok is None:
+        if stack:
+            ch, ol, oc = stack[-1]
+            return err(f'"{ch}" is not closed', ol, oc, 1,
+                       f'the file ends before the "{_OPENERS[ch]}" that closes it')
+        return err("unexpected end of file", line, col, 1, _describe_expected(expected) or None)
+
+    # `==` where a statement needs `=`, and `=` where an expression needs `==`
+    if ttype == "EQUALS" and col > 1 and text[col - 2] == "=":
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=", before)
+        name = m.group(1) if m else "name"
+        return err('"==" compares two values; it cannot start a statement', line, col - 1, 2,
+                   f'to define "{name}" use one "=": `{name} = …`' if m else
+                   'to define a variable use one "=": `name = expr`')
+    if ttype == "EQUALS" and (head.startswith(("if ", "else if ")) or (stack and stack[-1][0] == "(")):
+        return err('"=" cannot be used inside an expression', line, col, 1,
+                   'to compare two values use "=="; to define a variable write `name = expr` '
+                   "on its own line")
+    if ttype == "BAR":
+        return err('unexpected "|"', line, col, 1,
+                   '"|" only appears in density calls such as normal_lpdf(y | mu, sigma); '
+                   "with \"~\" write the arguments only: `y ~ normal(mu, sigma)`")
+
+    # a number with two decimal points, `1.2.3`
+    if ttype in ("FLOAT", "INT", "NAME") and col > 1 and (text[col - 2].isdigit() or text[col - 2] == "."):
+        lo = col - 1
+        while lo > 0 and (text[lo - 1].isalnum() or text[lo - 1] in "._"):
+            lo -= 1
+        hi = col - 1
+        while hi < len(text) and (text[hi].isalnum() or text[hi] in "._"):
+            hi += 1
+        if text[lo:lo + 1].isdigit() or text[lo:lo + 1] == ".":
+            return err(f'malformed number "{text[lo:hi]}"', line, lo + 1, hi - lo,
+                       "write numbers like 3, 2.5, .5 or 1e-3")
+
+    # an expression cut short at the end of the line
+    if ttype == "_NL" and {"NAME", "INT"} <= expected:
+        last = before.rstrip()
+        m = re.search(r"(\|\||&&|==|!=|<=|>=|\.\*|\./|[-+*/%@^<>!~=,])$", last)
+        op = m.group(1) if m else None
+        what = f'after "{op}"' if op else "here"
+        return err("the expression is not finished", line, col, 1,
+                   f"a value is missing {what}; to continue an expression on the next line, "
+                   "wrap it in parentheses")
+
+    return err(f"unexpected {_describe_token(tok)}", line, col, width,
+               _describe_expected(expected) or None)
+
+
+_KEYWORD_NAMES = {"data", "param", "for", "in", "if", "else", "def", "return", "import",
+                  "generated", "target", "true", "false"}
