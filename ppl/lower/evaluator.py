@@ -231,8 +231,9 @@ class Evaluator:
             if kind == "latent" and s.name in self.fixed:
                 return
             if kind == "latent" and self.mode != "sample":
-                raise self.err(f'"{s.name}" is a discrete latent variable: this method cannot sample it',
-                               s.span, "use --method enumerate, or mhg for discrete models")
+                # discrete latent in a density: given values or summed out (lower/marginalize.py)
+                from .marginalize import discrete_latent
+                return discrete_latent(self, s, decl=s)
             shape = self.declared_shape(s.type)
             if s.dist is None:
                 self.env[s.name] = jnp.zeros(shape, dtype=_dtype(s.type))
@@ -274,8 +275,9 @@ class Evaluator:
         # density / reference
         if kind == "latent" and not s.target.indices and name not in self.env:
             if self.graph.var(name).discrete:
-                raise self.err(f'"{name}" is a discrete latent variable: this method cannot sample it',
-                               s.span, "use --method enumerate, or mhg for discrete models")
+                # discrete latent in a density: given values or summed out (lower/marginalize.py)
+                from .marginalize import discrete_latent
+                return discrete_latent(self, s, decl=decl)
             t = decl.type if decl is not None else None
             shape = self.declared_shape(t) if t is not None else None
             d = self.build_dist(s.dist, value_shape=shape)

@@ -146,9 +146,32 @@ class LoweredModel:
                     f"check the data for {s.target}: e.g. counts must be non-negative integers, "
                     "probabilities within [0, 1]", self.graph.program.source, self.graph.program.filename)
 
+    # ------------------------------------------------------------ discrete latents
+    @property
+    def marginal(self):
+        """The `Marginalizer` summing finite discrete latents out of `log_density` (or None)."""
+        if "_marginal" not in self.__dict__:
+            from .marginalize import marginalizer_for
+            self._marginal = marginalizer_for(self) if self.graph.discrete_latents() else None
+        return self._marginal
+
+    def discrete_posterior(self, key, u, data_arrays):
+        """Marginalised latents at u: a draw from p(z | θ, data) and per-element probabilities."""
+        return self.marginal.posterior(key, u, data_arrays) if self.marginal is not None else {}
+
+    def log_density_given(self, u, data_arrays, discrete_values):
+        """The density with discrete latents at given values (nothing summed out)."""
+        from .marginalize import ValuesSource
+        src = ValuesSource(_FlatSource(u, self.slot_by_name), discrete_values)
+        ev = Evaluator(self.graph, "density", self.base_env(data_arrays), src, fixed=self.fixed_names)
+        ev.exec(self.graph.body)
+        return ev.lp
+
     # ------------------------------------------------------------ pure functions
     def log_density(self, u, data_arrays):
         """Log joint density (up to a constant) at unconstrained u, log-Jacobians included."""
+        if self.marginal is not None:  # finite discrete latents summed out (lower/marginalize.py)
+            return self.marginal.log_density(u, data_arrays)
         src = _FlatSource(u, self.slot_by_name)
         ev = Evaluator(self.graph, "density", self.base_env(data_arrays), src, fixed=self.fixed_names)
         ev.exec(self.graph.body)
