@@ -289,12 +289,14 @@ class Checker:
     def _stmt(self, s: A.Stmt, scope: _Scope, loop_depth: int, in_generated: bool):
         if isinstance(s, A.DataDecl):
             if loop_depth or in_generated:
-                raise self.err("data must be declared at the top level", s.span)
+                raise self.err("data must be declared at the top level", s.span,
+                               "move the declaration above the loop, if or generated block")
             self._check_type(s.type, scope)
             self._declare(s.name, "data", s, s.type, s.name_span, scope)
         elif isinstance(s, A.ParamDecl):
             if loop_depth or in_generated:
-                raise self.err("a param must be declared at the top level", s.span)
+                raise self.err("a param must be declared at the top level", s.span,
+                               "move the declaration above the loop, if or generated block")
             self._check_type(s.type, scope)
             if s.type.base in ("int", "bool"):
                 raise self.err(f'param "{s.name}" cannot be {s.type.base}', s.type.span,
@@ -480,8 +482,9 @@ class Checker:
             if lpdf in self.funs or f"{call.func}_lpmf" in self.funs:
                 f = self.funs.get(lpdf) or self.funs[f"{call.func}_lpmf"]
                 if len(f.params) != len(call.args) + 1:
-                    raise self.err(f"{call.func} takes {len(f.params) - 1} argument(s), "
-                                   f"{len(call.args)} given", call.span)
+                    raise self.err(f"{call.func} takes {_args(len(f.params) - 1)}, but "
+                                   f"{len(call.args)} {_were(len(call.args))} given", call.span,
+                                   f"{f.name} is defined at line {f.span.line}")
                 for a in call.args:
                     self._expr(a, scope)
                 return target_ty or Ty("real", None)
@@ -624,17 +627,25 @@ class Checker:
                                f"write {fix}")
             self._expr(e.given, scope)
             if len(e.args) != len(spec.params):
-                raise self.err(f"{e.func} takes {len(spec.params)} argument(s) after \"|\", "
-                               f"{len(e.args)} given", e.span,
+                raise self.err(f"{e.func} takes {_args(len(spec.params))} after \"|\", but "
+                               f"{len(e.args)} {_were(len(e.args))} given", e.span,
                                f"the signature is {e.func}(y | {', '.join(spec.params)})")
             return REAL
+        if e.given is not None and e.func not in self.funs and e.func.endswith(("_lpdf", "_lpmf")):
+            stem = e.func[:-5]
+            candidates = [n + e.func[-5:] for n in DISTRIBUTIONS] + [
+                n for n in self.funs if n.endswith(("_lpdf", "_lpmf"))]
+            raise self.err(f'unknown density "{e.func}"', e.func_span,
+                           did_you_mean(e.func, candidates) or f'there is no distribution "{stem}"')
         if e.given is not None and e.func not in self.funs:
             raise self.err(f'"|" is only used in density calls, not in {e.func}(…)', e.span)
         if e.func in self.funs:
             f = self.funs[e.func]
             nargs = len(e.args) + (1 if e.given is not None else 0)
             if nargs != len(f.params):
-                raise self.err(f"{e.func} takes {len(f.params)} argument(s), {nargs} given", e.span)
+                sig = f"{f.name}({', '.join(p.name for p in f.params)})"
+                raise self.err(f"{e.func} takes {_args(len(f.params))}, but {nargs} {_were(nargs)} given",
+                               e.span, f"it is defined as {sig} at line {f.span.line}")
             if e.given is not None:
                 self._expr(e.given, scope)
             if f.returns is not None:
@@ -688,6 +699,10 @@ def _args(n: int) -> str:
 def _suffix(dist: str) -> str:
     spec = DISTRIBUTIONS.get(dist)
     return "lpmf" if spec is not None and spec.discrete else "lpdf"
+
+
+def _were(n: int) -> str:
+    return "was" if n == 1 else "were"
 
 
 def _is_loop_var(scope: _Scope, name: str) -> bool:

@@ -77,7 +77,7 @@ class Warning_:
 
 def format_message(kind: str, message: str, span: Optional[Span], hint: Optional[str],
                    source: Optional[str], filename: Optional[str], notes: Iterable[str] = ()) -> str:
-    where = filename or "<input>"
+    where = filename or "ppl"
     if span is not None and span.line > 0:
         where = f"{where}:{span.line}:{span.col}"
     out = [f"{where}: {kind}: {message}"]

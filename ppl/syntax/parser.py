@@ -388,6 +388,12 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
         return err(f'ppl has no Stan-style "{head}" block', line, start, col - start + 1,
                    _STAN_BLOCKS[head])
 
+    # `else` that follows no if block
+    if head == "else" and ttype in ("LBRACE", "NAME", "IF"):
+        start = len(text) - len(text.lstrip()) + 1
+        return err('"else" without an "if"', line, start, 4,
+                   'write "else" on the same line as the "}" that closes the if block: `} else {`')
+
     # a keyword where a name belongs
     if ttype in _KEYWORD_TOKENS and "NAME" in expected and ttype not in ("TRUE", "FALSE"):
         return err(f'"{tstr}" is a keyword and cannot be used as a name', line, col, width,
@@ -411,6 +417,12 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
         else:
             hint = "ppl declares a variable as `name: type`, e.g. `mu: real` or `data y: real[N]`"
         return err(f"unexpected {_describe_token(tok)}", line, col, width, hint)
+
+    # a missing ":" between a name and its type: `data N int`
+    if "COLON" in expected and ttype == "NAME" and re.fullmatch(r"\s*(data|param)?\s*[A-Za-z_]\w*\s*", before):
+        fixed = before.rstrip() + ": " + _code(text[col - 1:]).strip()
+        return err(f"unexpected {_describe_token(tok)}", line, col, width,
+                   f'a ":" goes between the name and its type: `{fixed.strip()}`')
 
     # a bracket left open on an earlier line
     if stack and stack[-1][0] in "([" and (tok is None or (stack[-1][1] < line and not before.strip())):
