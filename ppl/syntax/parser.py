@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast as A
 from .errors import PPLSyntaxError
@@ -96,7 +96,7 @@ class _ToAST(Transformer):
         return A.For(_span(meta), str(c[0]), c[1], c[2], c[3], var_span=_tok_span(c[0]))
 
     def if_stmt(self, meta, c):
-        orelse = c[2]
+        orelse = c[2] if len(c) > 2 else None
         if orelse is None:
             orelse = ()
         elif isinstance(orelse, A.If):
@@ -138,7 +138,11 @@ class _ToAST(Transformer):
         return A.TypeExpr(base, bounds, tuple(dims), _span(meta))
 
     def bounds(self, meta, c):
-        return tuple(c)
+        close = c[-1]
+        if str(close) != ">":
+            raise PPLSyntaxError(f'syntax error: unexpected "{close}" in the bounds', _tok_span(close),
+                                 'bounds end with ">", as in real<lower=0, upper=1>')
+        return tuple(x for x in c if isinstance(x, A.Bound))
 
     def bound(self, meta, c):
         return A.Bound(str(c[0]), c[-1], _span(meta))
@@ -283,7 +287,12 @@ def parse(source: str, filename: str = "<input>") -> A.Program:
         tree = _parser().parse(source + ("\n" if not source.endswith("\n") else ""))
     except UnexpectedInput as e:
         raise _syntax_error(e, source, filename) from None
-    body = _ToAST().transform(tree)
+    try:
+        body = _ToAST().transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, PPLSyntaxError):
+            raise e.orig_exc.attach(source, filename) from None
+        raise
     return A.Program(body, source, filename)
 
 
@@ -334,6 +343,20 @@ def _last_code_line(lines, before_line: int, before_col: int):
     return ln, text
 
 
+def _accepted(e) -> set:
+    """The tokens really acceptable at the error. LALR's own list for a state includes the
+    look-aheads of pending reductions from every context, so simulate them instead."""
+    try:
+        ip = e.interactive_parser
+        if ip is not None:
+            acc = set(ip.accepts())
+            if acc:
+                return acc
+    except Exception:  # pragma: no cover - fall back to lark's list
+        pass
+    return set(e.expected)
+
+
 def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
     lines = source.splitlines()
 
@@ -355,7 +378,7 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
         return err(f'unexpected character "{ch}"', line, col, 1, _describe_expected(e.allowed))
 
     if isinstance(e, UnexpectedToken) and e.token.type != "$END" and e.token.line is not None:
-        tok, expected = e.token, set(e.expected)
+        tok, expected = e.token, _accepted(e)
         line, col = tok.line, tok.column
         width = len(str(tok)) if tok.type != "_NL" else 1
     else:  # end of file
@@ -389,7 +412,7 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
                    _STAN_BLOCKS[head])
 
     # `else` that follows no if block
-    if head == "else" and ttype in ("LBRACE", "NAME", "IF"):
+    if head == "else" and ttype in ("LBRACE", "NAME", "IF", "_NL"):
         start = len(text) - len(text.lstrip()) + 1
         return err('"else" without an "if"', line, start, 4,
                    'write "else" on the same line as the "}" that closes the if block: `} else {`')
@@ -399,8 +422,7 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
         return err(f'"{tstr}" is a keyword and cannot be used as a name', line, col, width,
                    f'choose another name, e.g. "{tstr}_"')
     m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*", before)
-    if m and m.group(1) in _KEYWORD_NAMES and ttype in ("TILDE", "EQUALS", "COLON", "PLUSEQ") \
-            and m.group(1) not in ("data", "param", "target"):
+    if m and m.group(1) in _KEYWORD_NAMES and ttype in ("TILDE", "EQUALS", "COLON", "PLUSEQ"):
         kw = m.group(1)
         return err(f'"{kw}" is a keyword and cannot be used as a name', line, m.start(1) + 1, len(kw),
                    f'choose another name, e.g. "{kw}_"')
@@ -423,6 +445,23 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
         fixed = before.rstrip() + ": " + _code(text[col - 1:]).strip()
         return err(f"unexpected {_describe_token(tok)}", line, col, width,
                    f'a ":" goes between the name and its type: `{fixed.strip()}`')
+
+    # bounds left open: `data N: int<lower=0`
+    m = re.search(r":\s*[A-Za-z_]\w*\s*(<)[^>]*$", before)
+    if m and ttype in ("_NL", "$END", "LSQB", "TILDE", "EQUALS") and not stack:
+        return err('the "<" of the bounds is not closed', line, m.start(1) + 1, 1,
+                   'bounds end with ">", as in real<lower=0, upper=1>')
+
+    # a block that does not start on the line of its `for`/`if`
+    if ttype == "_NL" and "LBRACE" in expected and re.match(r"(for|if|else|generated|def)\b", head):
+        return err(f'expected "{{" at the end of the line', line, col, 1,
+                   f'a block starts on the same line: `{_code(text).strip()} {{`')
+
+    # a statement token inside an open bracket: `x[1 ~ normal(0, 1)`
+    if stack and stack[-1][0] in "([" and ttype in ("TILDE", "PLUSEQ", "LBRACE"):
+        ch, ol, oc = stack[-1]
+        return err(f'"{ch}" is not closed', ol, oc, 1,
+                   f'add "{_OPENERS[ch]}" to close it before the "{tstr}" at column {col}')
 
     # a bracket left open on an earlier line
     if stack and stack[-1][0] in "([" and (tok is None or (stack[-1][1] < line and not before.strip())):
@@ -474,6 +513,13 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
         return err("the expression is not finished", line, col, 1,
                    f"a value is missing {what}; to continue an expression on the next line, "
                    "wrap it in parentheses")
+
+    # something after a complete statement: `mu ~ normal(0, 1) 2`
+    if "_NL" in expected and ttype not in ("_NL",) and ttype not in expected:
+        return err(f"unexpected {_describe_token(tok)} after the end of the statement", line, col, width,
+                   "a statement ends at the end of its line: put each statement on its own line"
+                   + ("" if not (expected - {"_NL", "$END"}) else
+                      f" ({_describe_expected(expected - {'_NL', '$END'})})"))
 
     return err(f"unexpected {_describe_token(tok)}", line, col, width,
                _describe_expected(expected) or None)
