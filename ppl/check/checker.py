@@ -182,8 +182,7 @@ class Checker:
         if not path.is_file():
             avail = sorted(p.stem for p in stdlib_path().glob("*.ppl"))
             hint = did_you_mean(s.module, avail) or (
-                "available modules: " + ", ".join(avail) if avail
-                else "the standard library has no modules in this installation")
+                "`import NAME` loads the standard-library module stdlib/NAME.ppl; check the name")
             span = s.span
             if span.line == span.end_line and span.end_col - len(s.module) > span.col:
                 span = A.Span(span.line, span.end_col - len(s.module), span.line, span.end_col)
@@ -249,7 +248,8 @@ class Checker:
     # ------------------------------------------------------------ statements
     def _declare(self, name, kind, decl, typ, span, scope):
         if name in KEYWORDS:
-            raise self.err(f'"{name}" is a keyword and cannot name a variable', span)
+            raise self.err(f'"{name}" is a keyword and cannot name a variable', span,
+                           f'choose another name, e.g. "{name}_"')
         if name in self.vars:
             prev = self.vars[name]
             raise self.err(f'"{name}" is already declared (line {prev.span.line})', span,
@@ -266,7 +266,12 @@ class Checker:
             raise self.err(f'unknown type "{t.base}"',
                            A.Span(t.span.line, t.span.col, t.span.line, t.span.col + len(t.base)),
                            did_you_mean(t.base, known) or "types: " + ", ".join(sorted(known)))
+        seen = set()
         for b in t.bounds:
+            if b.name in seen:
+                raise self.err(f'the {b.name} bound is given twice', b.span,
+                               "give each of lower and upper at most once")
+            seen.add(b.name)
             if b.name not in ("lower", "upper"):
                 raise self.err(f'unknown bound "{b.name}"', b.span,
                                did_you_mean(b.name, ["lower", "upper"]) or 'bounds are "lower" and "upper"')
@@ -370,10 +375,15 @@ class Checker:
         for i in lv.indices:
             t = self._expr(i, scope)
             if t.base not in ("int", "bool") and not isinstance(i, A.Slice):
-                raise self.err("an index must be an integer", i.span)
+                raise self.err("an index must be an integer", i.span,
+                               "indices are 1-based integers; real values cannot index")
+        if v.ty.rank == 0 and lv.indices:
+            raise self.err(f'cannot index "{lv.name}": it is a single value', lv.span,
+                           self._declared_hint(v) or
+                           f'"{lv.name}" is defined at line {v.span.line} as a single value, not an array')
         if v.ty.rank is not None and len(lv.indices) > v.ty.rank:
             raise self.err(f'too many indices: "{lv.name}" has {_dims(v.ty.rank)} but '
-                           f"{len(lv.indices)} indices are given", lv.span, self._declared_hint(v))
+                           f"{_indices(len(lv.indices))} given", lv.span, self._declared_hint(v))
 
     def _sample(self, s: A.Sample, scope, loop_depth, in_generated):
         name = s.target.name
@@ -595,12 +605,14 @@ class Checker:
                 dropped += 1 if it.rank == 0 else 0
             if bt.rank is not None:
                 if bt.rank == 0:
+                    v = self.vars.get(e.base.id) if isinstance(e.base, A.Name) else None
+                    where = f" (line {v.span.line})" if v is not None else ""
                     raise self.err("cannot index a scalar", e.span,
-                                   f"{_describe(e.base)} is a single value")
+                                   f"{_describe(e.base)}{where} is a single value, not an array")
                 if len(e.indices) > bt.rank:
                     v = self.vars.get(e.base.id) if isinstance(e.base, A.Name) else None
                     raise self.err(f"too many indices: {_describe(e.base)} has {_dims(bt.rank)} "
-                                   f"but {len(e.indices)} indices are given", e.span,
+                                   f"but {_indices(len(e.indices))} given", e.span,
                                    self._declared_hint(v) if v is not None else None)
                 return Ty(bt.base, bt.rank - dropped)
             return Ty(bt.base, None)
@@ -661,7 +673,10 @@ class Checker:
                 raise self.err(f'{e.func} is a distribution, not a function', e.func_span,
                                f"draw with `x ~ {e.func}(…)` or use {e.func}_lpdf(x | …)")
             candidates = list(FUNCTIONS) + list(self.funs) + [n + "_lpdf" for n in DISTRIBUTIONS]
-            raise self.err(f'unknown function "{e.func}"', e.func_span, did_you_mean(e.func, candidates))
+            raise self.err(f'unknown function "{e.func}"', e.func_span,
+                           did_you_mean(e.func, candidates) or
+                           f"define it with `def {e.func}(…) -> real {{ … }}` before its use, or import "
+                           "the module that defines it")
         lo, hi = fs.arity
         if not lo <= len(e.args) <= hi:
             n = str(lo) if lo == hi else f"{lo} to {hi}"
@@ -699,6 +714,10 @@ def _args(n: int) -> str:
 def _suffix(dist: str) -> str:
     spec = DISTRIBUTIONS.get(dist)
     return "lpmf" if spec is not None and spec.discrete else "lpdf"
+
+
+def _indices(n: int) -> str:
+    return "1 index is" if n == 1 else f"{n} indices are"
 
 
 def _were(n: int) -> str:

@@ -235,7 +235,7 @@ def bind_data(checked: CheckedProgram, data: Dict[str, Any], data_name: str = "t
             where = _first_bad(finite)
             bad = arr[tuple(np.argwhere(~finite)[0])] if arr.ndim else arr
             hint = ("ppl has no missing values: remove or impute them before sampling"
-                    if math.isnan(float(bad)) else "give a finite value")
+                    if math.isnan(float(bad)) else f'every value of "{d.name}" must be a finite number')
             raise err(f'data "{d.name}{where}" is {_value_text(bad)} in {data_name}: data must be '
                       "finite", d.name_span, hint)
         if d.type.base in ("int", "bool"):
