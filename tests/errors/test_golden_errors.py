@@ -110,3 +110,32 @@ def test_frame(name):
 
 def test_update_mechanism_documented():
     assert "PPL_UPDATE_GOLDEN" in (Path(__file__).read_text())
+
+
+def test_mutated_examples_never_crash(tmp_path, capsys, monkeypatch):
+    """Programs with a character deleted, doubled or replaced get exit 0 or a framed error
+    (exit 1), never an internal error. Parse and check only: no data, so nothing compiles."""
+    import random
+
+    rng = random.Random(7)
+    sources = [p.read_text() for p in sorted((ROOT / "examples").glob("*.ppl"))]
+    assert sources
+    path = tmp_path / "m.ppl"
+    monkeypatch.delenv("PPL_DEBUG", raising=False)
+    for k in range(150):
+        src = rng.choice(sources)
+        i = rng.randrange(len(src))
+        op = k % 3
+        if op == 0:
+            bad = src[:i] + src[i + 1:]
+        elif op == 1:
+            bad = src[:i] + src[i] + src[i:]
+        else:
+            bad = src[:i] + rng.choice("(){}[];=~|:,<>+-*^.0xN#\"") + src[i + 1:]
+        path.write_text(bad)
+        capsys.readouterr()
+        rc = main(["graph", str(path)])
+        out, err = capsys.readouterr()
+        assert rc in (0, 1) and "Traceback" not in err, f"exit {rc} for:\n{bad}\n{err}"
+        if rc == 1:
+            assert re.match(r"^\S+?(:\d+:\d+)?: error: ", err), err
