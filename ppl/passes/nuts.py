@@ -60,6 +60,10 @@ class NutsProgram:
         flat = trace.z.reshape(-1, self.lowered.dim)
         values = self._evaluate(flat, self.lowered.data_arrays)
         shape = (self.chains, self.draws)
+        if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
+            dkeys = jax.random.split(jax.random.fold_in(k_gen, 1), flat.shape[0])
+            values = dict(values, **jax.jit(jax.vmap(self.lowered.discrete_posterior, (0, 0, None)))(
+                dkeys, flat, self.lowered.data_arrays))
         posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
         predictive = {}
         if self.lowered.generated_names:
@@ -99,12 +103,21 @@ class NutsPass(InferencePass):
             if v.stochastic_size:
                 return Diagnosis(False, f'"{v.name}" (line {v.span.line}) has a size that is random',
                                  v.span)
-            if v.discrete:
-                return Diagnosis(False, f'nuts needs continuous latents: "{v.name}" (line {v.span.line}) '
-                                 "is discrete", v.span)
-        n = len(graph.variables("latent", "param"))
+        # finite discrete latents are summed out when the IR finds the structure (ir/discrete.py)
+        from ..ir.discrete import analyze
+        analysis = analyze(graph) if graph.discrete_latents() else None
+        for v in graph.variables("latent"):
+            if v.discrete and v.name not in analysis.plans:
+                why = analysis.reasons.get(v.name, ("it is discrete", None))[0]
+                return Diagnosis(False, f'nuts needs continuous latents or discrete ones it can sum '
+                                 f'out: "{v.name}" (line {v.span.line}) cannot be: {why}', v.span)
+        n = len([v for v in graph.variables("latent", "param") if not v.discrete])
         if n == 0:
-            return Diagnosis(False, "the model has no random variables to infer")
+            return Diagnosis(False, "the model has no continuous random variables to infer")
+        if analysis is not None:
+            summed = ", ".join(f"{k} ({p.kind})" for k, p in analysis.plans.items())
+            return Diagnosis(True, f"{n} continuous random variable(s); discrete latents summed "
+                             f"out of the density: {summed}")
         return Diagnosis(True, f"{n} continuous random variable(s), no discrete ones")
 
     def transform(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
@@ -112,6 +125,9 @@ class NutsPass(InferencePass):
         return NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
 
     def validate(self, program: NutsProgram, key) -> Dict[str, Any]:
+        if program.lowered.marginal is not None:
+            from ..lower.marginalize import validate_marginal
+            return validate_marginal(program.lowered, key)
         return program.lowered.validate(key)
 
 
