@@ -83,6 +83,11 @@ def cmd_check(args) -> int:
         t = _type_text(model, v)
         extra = f" ~ {', '.join(sorted(set(v.dists)))}" if v.dists else ""
         print(f"  {v.name:<16} {kind:<14} {t}{extra}")
+    if g.discrete_latents():  # how each discrete latent is handled (ppl/ir/discrete.py)
+        from .ir.discrete import analyze
+        print("discrete latents:")
+        for line in analyze(g).describe():
+            print("  " + line)
     plans = _loop_plans(model)
     if plans:
         print("loops:")
@@ -101,7 +106,11 @@ def cmd_check(args) -> int:
     if args.data:
         lowered = model.lower(args.data)
         import jax
-        res = lowered.validate(jax.random.PRNGKey(0))
+        if lowered.marginal is not None:  # discrete latents summed out: check the factorisation
+            from .lower.marginalize import validate_marginal
+            res = validate_marginal(lowered, jax.random.PRNGKey(0))
+        else:
+            res = lowered.validate(jax.random.PRNGKey(0))
         print(f"data: ok ({lowered.dim} unconstrained dimensions)")
         if res.get("checked"):
             print(f"validation: lowered log density = numpyro reference at {res['points']} random "
