@@ -98,36 +98,42 @@ class EnumerateProgram:
 
 
 def discrete_supports(lowered: LoweredModel) -> Dict[str, tuple]:
-    """name -> (shape, lowest value, number of values) for every discrete latent."""
+    """name -> (shape, lowest value, number of values) for every discrete latent.
+
+    Read while tracing the program once (shapes and supports are static there).
+    """
     graph = lowered.graph
-    probe = ProbeSource(_FlatSource(jnp.zeros((lowered.dim,)), lowered.slot_by_name))
-    with jax.ensure_compile_time_eval():
-        ev = Evaluator(graph, "density", lowered.base_env(lowered.data_arrays), probe,
-                       fixed=lowered.fixed_names)
-        ev.exec(graph.body)
     analysis = analyze(graph)
-    layouts = None
-    out = {}
-    for v in graph.discrete_latents():
-        if v.name in lowered.fixed_names:
-            continue
-        shape, support = probe.discrete_seen.get(v.name, ((), None))
-        t = v.type
-        if t is not None and t.bound("lower") is not None and t.bound("upper") is not None:
-            with jax.ensure_compile_time_eval():
-                lo, hi = ev.expr(t.bound("lower")), ev.expr(t.bound("upper"))
-            lo, K = int(lo), int(hi) - int(lo) + 1
-        elif support is not None:
-            lo, K = support_range(support, v.name)
-        elif v.name in analysis.plans:
-            if layouts is None:
-                layouts = Marginalizer(lowered, analysis).layout
-            _, lo, K = layouts[v.name]
-        else:
-            raise PPLError(f'enumerate needs to know the values of "{v.name}" before inference',
-                           v.span, f"declare bounds, e.g. `{v.name}: int<lower=1, upper=K>[N]`",
-                           graph.program.source, graph.program.filename)
-        out[v.name] = (tuple(shape), lo, K)
+    out: Dict[str, tuple] = {}
+
+    def probe_fn(u, data_arrays):
+        probe = ProbeSource(_FlatSource(u, lowered.slot_by_name))
+        ev = Evaluator(graph, "density", lowered.base_env(data_arrays), probe, fixed=lowered.fixed_names)
+        ev.exec(graph.body)
+        for v in graph.discrete_latents():
+            if v.name in lowered.fixed_names:
+                continue
+            shape, support = probe.discrete_seen.get(v.name, ((), None))
+            t = v.type
+            if t is not None and t.bound("lower") is not None and t.bound("upper") is not None:
+                try:
+                    lo, hi = int(ev.expr(t.bound("lower"))), int(ev.expr(t.bound("upper")))
+                except Exception:
+                    raise PPLError(f'the bounds of "{v.name}" must be known before inference', v.span,
+                                   None, graph.program.source, graph.program.filename) from None
+                lo, K = lo, hi - lo + 1
+            elif support is not None:
+                lo, K = support_range(support, v.name)
+            elif v.name in analysis.plans:
+                _, lo, K = Marginalizer(lowered, analysis).layout[v.name]
+            else:
+                raise PPLError(f'enumerate needs to know the values of "{v.name}" before inference',
+                               v.span, f"declare bounds, e.g. `{v.name}: int<lower=1, upper=K>[N]`",
+                               graph.program.source, graph.program.filename)
+            out[v.name] = (tuple(shape), lo, K)
+        return 0.0
+
+    jax.eval_shape(probe_fn, jnp.zeros((lowered.dim,)), lowered.data_arrays)
     return out
 
 
