@@ -121,6 +121,28 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    """Simulation-based calibration of a method on a model (ppl/runtime/calibrate.py)."""
+    model = _model(args.model)
+    _print_warnings(model)
+    from .runtime.calibrate import calibrate
+    from .runtime.progress import Progress
+    bar = Progress("calibrate", min_seconds=1.0) if not args.quiet and sys.stderr.isatty() else None
+    cal = calibrate(model, args.data, method=args.method, replicates=args.replicates,
+                    chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
+                    seed=args.seed, variables=args.vars, output=args.output, progress=bar)
+    print(f"simulation-based calibration of {args.method}: {cal.replicates} replicates, ranks "
+          f"among {cal.num_draws} posterior draws, {cal.seconds:.1f} s")
+    print(cal.table())
+    n = len(cal.rows())
+    verdict = "passed" if cal.passed(args.alpha) else "FAILED"
+    print(f"calibration {verdict}: smallest chi-square p-value {cal.min_p_value():.3g} "
+          f"(threshold {args.alpha:g}/{n} = {args.alpha / n:.3g}, Bonferroni over {n} quantities)")
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0 if verdict == "passed" else 3
+
+
 def _type_text(model, v):
     if v.type is None:
         return "(inferred)"
@@ -189,6 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data")
     c.add_argument("--method", default="auto")
     c.set_defaults(func=cmd_check)
+    k = sub.add_parser("calibrate", help="simulation-based calibration of an inference method")
+    k.add_argument("model")
+    k.add_argument("--data", help="data as CmdStan-style JSON (its shapes and covariates are used)")
+    k.add_argument("--method", default="nuts")
+    k.add_argument("--replicates", type=int, default=100)
+    k.add_argument("--chains", type=int, default=2)
+    k.add_argument("--draws", type=int, default=500)
+    k.add_argument("--warmup", type=int, default=500)
+    k.add_argument("--keep", type=int, default=99, help="posterior draws kept (thinned) per rank")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--alpha", type=float, default=0.01, help="family-wise significance level")
+    k.add_argument("--vars", nargs="+", help="variables to rank (default: every latent)")
+    k.add_argument("--output", help="write the rank histograms as PNG (atomically)")
+    k.add_argument("--quiet", action="store_true")
+    k.set_defaults(func=cmd_calibrate)
     g = sub.add_parser("graph", help="write the model graph as Graphviz DOT (plate notation)")
     g.add_argument("model")
     g.add_argument("--output", "-o")
