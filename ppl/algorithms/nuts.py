@@ -48,11 +48,26 @@ class NutsSampler:
                 return s, out
             return jax.lax.scan(body, state, None, length=length)
 
-        self._init = jax.jit(jax.vmap(init, in_axes=(0, 0, None)))
+        def start(key, keys, data, dim, tries):
+            # Initial points (Stan's rule: uniform(-2, 2) on the unconstrained scale, the first
+            # with finite potential and gradient per chain) and kernel init in one compilation.
+            chains = keys.shape[0]
+            cand = jax.random.uniform(key, (chains, tries, dim), minval=-2.0, maxval=2.0)
+            pe, g = jax.vmap(jax.value_and_grad(potential), in_axes=(0, None))(
+                cand.reshape(-1, dim), data)
+            ok = (jnp.isfinite(pe) & jnp.all(jnp.isfinite(g), axis=-1)).reshape(chains, tries)
+            z0 = cand[jnp.arange(chains), jnp.argmax(ok, axis=1)]
+            state = jax.vmap(init, in_axes=(0, 0, None))(keys, z0, data)
+            return state, jnp.all(jnp.any(ok, axis=1))
+
+        self._start = jax.jit(start, static_argnums=(3, 4))
         self._advance = jax.jit(jax.vmap(advance, in_axes=(0, None, None)), static_argnums=2)
 
-    def run(self, keys, z0, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
-        state = self._init(keys, z0, data)
+    def start(self, key, keys, data, dim, tries=20):
+        """(initial state, whether every chain found a finite starting point)."""
+        return self._start(key, keys, data, dim, tries)
+
+    def run(self, state, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
         total = self.num_warmup + self.num_samples
         outs, done = [], 0
         while done < total:

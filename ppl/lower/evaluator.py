@@ -291,7 +291,8 @@ class Evaluator:
             self.env[name] = value
             self._score(d, value, s, name)
             return
-        value = self.read_lvalue(s.target)
+        # numpyro's constraints take the numpy path for non-JAX values, which fails under jit
+        value = jnp.asarray(self.read_lvalue(s.target))
         shape = jnp.shape(value)
         d = self.build_dist(s.dist, value_shape=shape)
         if kind == "data" and self.mode == "density":

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..algorithms.nuts import NutsSampler
+from ..lower.random import rng_key
 from ..ir.graph import ModelGraph
 from ..lower.model import LoweredModel
 from ..syntax.errors import PPLRuntimeError
@@ -29,34 +30,20 @@ class NutsProgram:
                                    dense_mass, chunk=max(1, -(-total // chunks)))
         self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
         self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
-        self._init_ok = jax.jit(self._finite_points, static_argnums=(2,))
 
-    def _finite_points(self, key, data, tries):
-        """Per chain, the first of `tries` uniform(-2, 2) points with finite density and gradient."""
-        d = self.lowered.dim
-        cand = jax.random.uniform(key, (self.chains, tries, d), minval=-2.0, maxval=2.0)
-        lp, g = jax.vmap(jax.value_and_grad(self.lowered.log_density), in_axes=(0, None))(
-            cand.reshape(-1, d), data)
-        ok = (jnp.isfinite(lp) & jnp.all(jnp.isfinite(g), axis=-1)).reshape(self.chains, tries)
-        first = jnp.argmax(ok, axis=1)
-        return cand[jnp.arange(self.chains), first], jnp.all(jnp.any(ok, axis=1))
-
-    def initial_points(self, key, tries=20):
-        z0, ok = self._init_ok(key, self.lowered.data_arrays, tries)
+    def run(self, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Draws:
+        key = rng_key(seed)
+        k_init, k_run, k_gen = jax.random.split(key, 3)
+        keys = jax.random.split(k_run, self.chains)
+        tries = 20
+        state, ok = self.sampler.start(k_init, keys, self.lowered.data_arrays, self.lowered.dim, tries)
         if not bool(ok):
             raise PPLRuntimeError(
                 f"no finite starting point: the log density or its gradient is -inf or NaN at all "
                 f"{tries} random points tried per chain (uniform in [-2, 2] on the unconstrained scale)",
                 None, "check that the data lie in the support of the likelihood and that every scale "
                 "is positive")
-        return z0
-
-    def run(self, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Draws:
-        key = jax.random.PRNGKey(seed)
-        k_init, k_run, k_gen = jax.random.split(key, 3)
-        z0 = self.initial_points(k_init)
-        keys = jax.random.split(k_run, self.chains)
-        trace, warm = self.sampler.run(keys, z0, self.lowered.data_arrays, progress)
+        trace, warm = self.sampler.run(state, self.lowered.data_arrays, progress)
         flat = trace.z.reshape(-1, self.lowered.dim)
         values = self._evaluate(flat, self.lowered.data_arrays)
         shape = (self.chains, self.draws)

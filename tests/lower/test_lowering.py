@@ -131,7 +131,7 @@ def test_constrained_types_layout_and_reference(constrained):
 
 def test_constrained_values_respect_their_supports(constrained):
     us = jax.random.normal(jax.random.PRNGKey(4), (50, constrained.dim)) * 2
-    vals = jax.vmap(constrained.evaluate, in_axes=(0, None))(us, constrained.data_arrays)
+    vals = jax.jit(jax.vmap(constrained.evaluate, in_axes=(0, None)))(us, constrained.data_arrays)
     assert (vals["x"] > vals["lo"]).all()
     np.testing.assert_allclose(vals["w"].sum(-1), 1.0, rtol=1e-12)
     L = vals["L"]
@@ -142,12 +142,12 @@ def test_constrained_values_respect_their_supports(constrained):
 def test_jacobian_against_autodiff_for_square_transforms():
     src = "a ~ normal(0, 1)\nb ~ gamma(2, 3)\nc ~ beta(2, 2)\nd: real<lower=a, upper=a + 2> ~ normal(a, 1)\n"
     low = lowered(src, {})
-    f = lambda u: low.log_density(u, low.data_arrays)  # noqa: E731
+    f = jax.jit(lambda u: low.log_density(u, low.data_arrays))
+    values = jax.jit(lambda u: jnp.stack([low.evaluate(u, {})[k] for k in ("a", "b", "c", "d")]))
+    jacobian = jax.jit(jax.jacfwd(values))
     for i in range(3):
         u = jax.random.normal(jax.random.PRNGKey(i), (low.dim,))
-        vals = low.evaluate(u, low.data_arrays)
-        x = jnp.stack([vals[k] for k in ("a", "b", "c", "d")])
-        jac = jax.jacfwd(lambda u: jnp.stack([low.evaluate(u, {})[k] for k in ("a", "b", "c", "d")]))(u)
+        x, jac = values(u), jacobian(u)
         a = x[0]
         dens = (nd.Normal(0, 1).log_prob(a) + nd.Gamma(2, 3).log_prob(x[1]) + nd.Beta(2, 2).log_prob(x[2])
                 + nd.Normal(a, 1).log_prob(x[3]))
@@ -157,7 +157,7 @@ def test_jacobian_against_autodiff_for_square_transforms():
 
 def test_prior_sampler_moments():
     low = lowered("mu ~ normal(1, 2)\ns ~ exponential(4)\nx: real[3] ~ normal(mu, s)\n", {})
-    draws = jax.vmap(lambda k: low.prior_sample(k, {}))(jax.random.split(jax.random.PRNGKey(0), 4000))
+    draws = jax.jit(jax.vmap(lambda k: low.prior_sample(k, {})))(jax.random.split(jax.random.PRNGKey(0), 4000))
     assert abs(float(draws["mu"].mean()) - 1) < 4 * 2 / np.sqrt(4000)
     assert abs(float(draws["mu"].std()) - 2) < 0.1
     assert abs(float(draws["s"].mean()) - 0.25) < 4 * 0.25 / np.sqrt(4000)
