@@ -346,12 +346,107 @@ class SMCPass(InferencePass):
                 if form.linear_gaussian and opts.get("proposal", "auto") == "auto":
                     return KalmanProgram(lowered, form, **opts)
                 return FilterProgram(lowered, form, **opts)
-            from .smc_pg import ParticleGibbsProgram
             return ParticleGibbsProgram(lowered, form, **opts)
         return TemperedProgram(lowered, **opts)
 
     def validate(self, program, key) -> Dict[str, Any]:
         return program.validate(key)
+
+
+# ============================================================================ particle Gibbs
+class ParticleGibbsProgram:
+    """Free static parameters: conditional SMC with ancestor sampling for the state trajectory,
+    alternating with random-walk Metropolis on the parameters (unconstrained, given the
+    trajectory; the step size adapts during warm-up towards acceptance 0.3)."""
+    contract = "target-invariant"
+
+    def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
+                 warmup=1000, particles=100, mh_steps=5, target_accept=0.3, **_):
+        self.lowered, self.form = lowered, form
+        self.ssm = SSMLowering(lowered, form)
+        if form.discrete:
+            raise PPLRuntimeError("particle Gibbs with free parameters needs continuous states; "
+                                  "fix the static parameters (give them with the data)", None)
+        self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
+        self.n, self.mh_steps, self.target = int(particles), int(mh_steps), float(target_accept)
+        slots = lowered.slot_by_name
+        self.theta_slots = [slots[n] for n in self.ssm.free_params]
+        self.state_slots = [slots[n] for n in form.state_vars]
+        self.theta_idx = np.concatenate([np.arange(s.offset, s.offset + s.size)
+                                         for s in self.theta_slots]).astype(np.int32)
+        self.model = self.ssm.model(None)
+        self._run = jax.jit(self._run_impl)
+        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+
+    def assemble(self, u_theta, traj):
+        u = jnp.zeros(self.lowered.dim)
+        u = u.at[self.theta_idx].set(u_theta)
+        for s in self.state_slots:
+            u = u.at[s.offset:s.offset + s.size].set(traj[s.name])
+        return u
+
+    def theta_values(self, u, data):
+        vals = self.lowered.evaluate(u, data)
+        return {n: vals[n] for n in self.ssm.free_params}
+
+    def _chain(self, key, data):
+        lw = self.lowered
+        k0, k1, k2 = jax.random.split(key, 3)
+        vals = lw.prior_sample(k0, data)
+        u0 = lw.unconstrain(vals, data)
+        u_theta = u0[self.theta_idx]
+        params, _ = self.ssm.prepare(self.theta_values(u0, data), data)
+        ref = _pg.csmc(k1, self.model, params, None, self.n, False).trajectory
+        ref = {n: ref[n] for n in self.form.state_vars}
+        d = self.theta_idx.shape[0]
+        total = self.warmup + self.draws
+
+        def logp(ut, traj):
+            return _pf._clean(lw.log_density(self.assemble(ut, traj), data))
+
+        def step(carry, inp):
+            u_theta, ref, log_eps = carry
+            i, k = inp
+            kc, km = jax.random.split(k)
+            params, _ = self.ssm.prepare(self.theta_values(self.assemble(u_theta, ref), data), data)
+            ref = _pg.csmc(kc, self.model, params, ref, self.n, True).trajectory
+
+            def mh(c, kk):
+                ut, lp, acc = c
+                ka, kb = jax.random.split(kk)
+                prop = ut + jnp.exp(log_eps) * jax.random.normal(ka, (d,))
+                lp_prop = logp(prop, ref)
+                a = jnp.minimum(1.0, jnp.exp(jnp.nan_to_num(lp_prop - lp, nan=-jnp.inf)))
+                ok = jax.random.uniform(kb) < a
+                return (jnp.where(ok, prop, ut), jnp.where(ok, lp_prop, lp), acc + a), None
+
+            (u_theta, _, acc), _ = jax.lax.scan(mh, (u_theta, logp(u_theta, ref), 0.0),
+                                                jax.random.split(km, self.mh_steps))
+            acc = acc / self.mh_steps
+            rate = 1.0 / (1.0 + i) ** 0.6
+            log_eps = jnp.where(i < self.warmup, log_eps + rate * (acc - self.target), log_eps)
+            return (u_theta, ref, log_eps), (self.assemble(u_theta, ref), acc)
+
+        init = (u_theta, ref, jnp.log(0.1 / math.sqrt(max(d, 1))))
+        _, (us, acc) = jax.lax.scan(step, init, (jnp.arange(total), jax.random.split(k2, total)))
+        return us[self.warmup:], acc[self.warmup:]
+
+    def _run_impl(self, key, data):
+        return jax.vmap(lambda k: self._chain(k, data))(jax.random.split(key, self.chains))
+
+    def run(self, seed: int = 0, progress=None) -> Draws:
+        us, acc = self._run(rng_key(seed), self.lowered.data_arrays)
+        flat = np.asarray(us).reshape(-1, self.lowered.dim)
+        values = self._evaluate(flat, self.lowered.data_arrays)
+        shape = (self.chains, self.draws)
+        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        stats = {"acceptance_rate": np.asarray(acc)}
+        return Draws(posterior, stats, attrs={
+            "inference_method": "smc", "particles": self.n,
+            "smc_algorithm": "particle Gibbs (conditional SMC with ancestor sampling) + random-walk MH"})
+
+    def validate(self, key):
+        return validate_ssm(self.ssm, key, self.lowered)
 
 
 # ============================================================================ tempered SMC
