@@ -136,8 +136,9 @@ def cmd_calibrate(args) -> int:
     print(cal.table())
     n = len(cal.rows())
     verdict = "passed" if cal.passed(args.alpha) else "FAILED"
-    print(f"calibration {verdict}: smallest chi-square p-value {cal.min_p_value():.3g} "
-          f"(threshold {args.alpha:g}/{n} = {args.alpha / n:.3g}, Bonferroni over {n} quantities)")
+    print(f"calibration {verdict}: smallest p-values: chi-square {cal.min_p_value():.3g}, KS "
+          f"{cal.min_ks_p_value():.3g} (threshold {args.alpha:g}/{2 * n} = {args.alpha / (2 * n):.3g}, "
+          f"Bonferroni over {n} quantities × 2 tests)")
     if args.output:
         print(f"wrote {args.output}")
     return 0 if verdict == "passed" else 3
