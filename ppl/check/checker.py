@@ -698,6 +698,8 @@ class Checker:
         else:
             rank = None if any(r is None for r in ranks) else max(ranks, default=0)
         base = "int" if fs.integer and all(t.base == "int" for t in arg_tys) else "real"
+        if e.func in ("size", "num_elements"):
+            base = "int"
         if e.func in ("is_inf", "is_nan"):
             base = "bool"
         return Ty(base, rank)
