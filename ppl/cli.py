@@ -15,7 +15,7 @@ def _model(path: str):
     from .api import Model
     p = Path(path)
     if not p.is_file():
-        raise PPLError(f'model file "{path}" not found', None, "give the path to a .ppl file")
+        raise PPLError("model file not found", None, "give the path to a .ppl file", filename=str(path))
     return Model(p.read_text(), str(path))
 
 

@@ -544,6 +544,16 @@ class Evaluator:
 
     def _binop(self, e):
         a, b = self.expr(e.left), self.expr(e.right)
+        try:
+            return self._apply_binop(e, a, b)
+        except (TypeError, ValueError) as exc:
+            sa, sb = _fmt_shape(jnp.shape(a)), _fmt_shape(jnp.shape(b))
+            hint = ('for "@" the inner dimensions must agree' if e.op == "@" else
+                    "elementwise operations need equal shapes, or shapes that broadcast")
+            raise self.err(f'"{e.op}" cannot combine {_describe(e.left, self)} of shape {sa} with '
+                           f"{_describe(e.right, self)} of shape {sb}", e.span, hint) from exc
+
+    def _apply_binop(self, e, a, b):
         op = e.op
         if op == "+":
             return a + b
@@ -621,7 +631,12 @@ class Evaluator:
         for k in fs.static:
             if k < len(args):
                 args[k] = static_int(args[k], e.args[k].span)
-        return fs.fn(*args)
+        try:
+            return fs.fn(*args)
+        except (TypeError, ValueError) as exc:
+            shapes = ", ".join(_fmt_shape(jnp.shape(a)) for a in args)
+            raise self.err(f"{e.func} cannot take arguments of shapes {shapes}", e.span,
+                           _shape_hint(exc) or f"check the arguments of {e.func}") from exc
 
     def call_user(self, f: A.FunDef, args, call):
         if self.depth > 64:
@@ -743,6 +758,20 @@ def _is_concrete(x):
         return not isinstance(x, jax.core.Tracer)
     except Exception:
         return False
+
+
+def _fmt_shape(shape) -> str:
+    return "()" if not shape else "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _describe(e: A.Expr, ev) -> str:
+    if isinstance(e, A.Name):
+        return f'"{e.id}"'
+    src = ev.graph.program.source.splitlines()
+    s = e.span
+    if s is not None and s.line == s.end_line and 0 < s.line <= len(src):
+        return f'"{src[s.line - 1][s.col - 1:s.end_col - 1]}"'
+    return "a value"
 
 
 def _explain(e: Exception) -> str:
