@@ -65,7 +65,8 @@ def cmd_sample(args) -> int:
         n_div = int(stats["diverging"].sum())
         print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
               f"{n_div} divergent transitions, {elapsed:.2f} s")
-    for w in getattr(model, "last_warnings", []):
+    from .runtime.results import convergence_warnings
+    for w in list(getattr(model, "last_warnings", [])) + convergence_warnings(idata):
         sys.stderr.write(f"warning: {w}\n")
     if args.output:
         write_netcdf(idata, args.output)

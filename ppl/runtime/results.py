@@ -42,6 +42,29 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
     return idata
 
 
+def convergence_warnings(idata, var_names=None, max_rhat=1.01, min_ess=100) -> list:
+    """Stan's rule of thumb: R-hat below 1.01 and bulk ESS above 100 for every quantity."""
+    az = _arviz()
+    if idata.posterior.sizes.get("chain", 1) < 2:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = az.summary(idata, var_names=var_names, kind="diagnostics")
+    out = []
+    high = [str(i) for i, r in df.iterrows() if np.isfinite(r["r_hat"]) and r["r_hat"] > max_rhat]
+    low = [str(i) for i, r in df.iterrows() if np.isfinite(r["ess_bulk"]) and r["ess_bulk"] < min_ess]
+    if high:
+        out.append(f"R-hat above {max_rhat} for {_some(high)}: the chains disagree; run longer or "
+                   "reparameterise")
+    if low:
+        out.append(f"bulk ESS below {min_ess} for {_some(low)}: estimates of these are unreliable")
+    return out
+
+
+def _some(names, k=6):
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
 def summary_table(idata, var_names=None, hdi_prob=0.94) -> str:
     az = _arviz()
     with warnings.catch_warnings():
