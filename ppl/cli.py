@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("model")
     g.add_argument("--output", "-o")
     g.set_defaults(func=cmd_graph)
+    r = sub.add_parser("repl", help="build and run a model interactively")
+    r.set_defaults(func=lambda args: __import__("ppl.repl", fromlist=["run"]).run())
     return ap
 
 
