@@ -1,16 +1,24 @@
 """Atomic writes: a crash never leaves a half-written file where the user asked for one."""
+import contextlib
 import os
 import tempfile
 
 
-def write_text_atomic(path: str, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = ""):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".ppl-", dir=os.path.dirname(path) or ".")
+    fd, tmp = tempfile.mkstemp(prefix=".ppl-", suffix=suffix, dir=os.path.dirname(path) or ".")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)

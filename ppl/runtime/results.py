@@ -1,8 +1,6 @@
 """Program output → arviz.InferenceData; the summary table; atomic NetCDF output."""
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from typing import Dict, Optional
 
@@ -86,17 +84,9 @@ def summary_table(idata, var_names=None, hdi_prob=0.94) -> str:
 
 
 def write_netcdf(idata, path: str) -> None:
-    """Write atomically: a crash never leaves a half-written file where the user asked for one."""
-    path = os.path.abspath(path)
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".ppl-", suffix=".nc", dir=d)
-    os.close(fd)
-    try:
+    """Write the InferenceData as NetCDF, atomically."""
+    from .files import atomic_path
+    with atomic_path(path, suffix=".nc") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
