@@ -14,6 +14,11 @@ if os.environ.get("PPL_FAST_COMPILE", "1") != "0" and \
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_llvm_disable_expensive_passes=true").strip()
 
+# One host device per core (up to 8): NUTS chains are split across them and run in parallel.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={min(os.cpu_count() or 1, 8)}").strip()
+
 import jax  # noqa: E402
 
 # Stan users expect double precision; exact evidence checks need it too.

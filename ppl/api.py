@@ -78,6 +78,7 @@ class Model:
                **options):
         """Run inference; returns arviz.InferenceData."""
         enable_compilation_cache()
+        _import_arviz_in_background()
         lowered = self.lower(data)
         plan = self.plan(method)
         p = passes()[plan.method]
@@ -89,7 +90,7 @@ class Model:
             self._programs[key] = program
         program.lowered.data_arrays = lowered.data_arrays
         if validate and (lowered.signature, plan.method) not in self._validated:
-            self._validated[(lowered.signature, plan.method)] = p.validate(program, jax.random.PRNGKey(seed))
+            self._validated[(lowered.signature, plan.method)] = p.validate(program, seed)
         bar = Progress(f"{plan.method}", min_seconds=1.0) if progress else None
         draws_out = program.run(seed=seed, progress=bar)
         draws_out.attrs.setdefault("inference_method", plan.method)
@@ -101,6 +102,15 @@ class Model:
         self.last_warnings = list(draws_out.warnings)
         self.last_plan = plan
         return idata
+
+
+def _import_arviz_in_background():
+    """arviz takes a second or two to import; overlap it with compilation."""
+    import sys
+    import threading
+    if "arviz" not in sys.modules:
+        from .runtime.results import _arviz
+        threading.Thread(target=_arviz, daemon=True).start()
 
 
 def _signature(b: BoundData) -> str:

@@ -111,7 +111,7 @@ def cmd_check(args) -> int:
             from .lower.marginalize import validate_marginal
             res = validate_marginal(lowered, jax.random.PRNGKey(0))
         else:
-            res = lowered.validate(jax.random.PRNGKey(0))
+            res = lowered.validate(0)
         print(f"data: ok ({lowered.dim} unconstrained dimensions)")
         if res.get("checked"):
             print(f"validation: lowered log density = numpyro reference at {res['points']} random "

@@ -10,6 +10,7 @@ from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.infer.hmc import hmc
 
 
@@ -28,7 +29,7 @@ class NutsSampler:
 
     def __init__(self, potential: Callable, num_warmup: int, num_samples: int,
                  target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-                 dense_mass: bool = False, chunk: Optional[int] = None):
+                 dense_mass: bool = False, chunk: Optional[int] = None, num_chains: int = 1):
         self.num_warmup, self.num_samples = num_warmup, num_samples
         total = num_warmup + num_samples
         self.chunk = chunk or total
@@ -60,27 +61,75 @@ class NutsSampler:
             state = jax.vmap(init, in_axes=(0, 0, None))(keys, z0, data)
             return state, jnp.all(jnp.any(ok, axis=1))
 
+        self._start_fn = start
         self._start = jax.jit(start, static_argnums=(3, 4))
-        self._advance = jax.jit(jax.vmap(advance, in_axes=(0, None, None)), static_argnums=2)
+        self._compiled = {}  # chunk length -> compiled advance (from precompile)
+        batched = jax.vmap(advance, in_axes=(0, None, None))
+        self._advance = jax.jit(batched, static_argnums=2)
+        # Chains split over host devices run on separate cores: each device gets its own
+        # program (pmap), so one device's tree building never waits on another's.
+        self.devices = _devices_for(num_chains)
+        if self.devices > 1:
+            self._advance_parallel = jax.pmap(batched, in_axes=(0, None, None),
+                                              static_broadcasted_argnums=2,
+                                              devices=jax.local_devices()[: self.devices])
+
+    def precompile(self, key, keys, data, dim, tries=20):
+        """Compile the sampling kernel ahead of time (ppl runs this in a background thread, so
+        the kernel compiles while validation and initialisation compile on the main thread)."""
+        state = jax.eval_shape(lambda k, ks, d: self._start_fn(k, ks, d, dim, tries)[0], key, keys, data)
+        n = self.chunk
+        if self.devices > 1:
+            d = self.devices
+            state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((d, x.shape[0] // d) + x.shape[1:],
+                                                                x.dtype), state)
+            self._compiled[n] = self._advance_parallel.lower(state, data, n).compile()
+        else:
+            self._compiled[n] = self._advance.lower(state, data, n).compile()
+
+    def precompile_start(self, key, keys, data, dim, tries=20):
+        self._start_compiled = (dim, tries, self._start.lower(key, keys, data, dim, tries).compile())
+
+    _start_compiled = None
 
     def start(self, key, keys, data, dim, tries=20):
         """(initial state, whether every chain found a finite starting point)."""
+        if self._start_compiled is not None and self._start_compiled[:2] == (dim, tries):
+            return self._start_compiled[2](key, keys, data)
         return self._start(key, keys, data, dim, tries)
 
     def run(self, state, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
         total = self.num_warmup + self.num_samples
         outs, done = [], 0
+        d = self.devices
+        if d > 1:
+            state = jax.tree.map(lambda x: x.reshape((d, x.shape[0] // d) + x.shape[1:]), state)
         while done < total:
             n = min(self.chunk, total - done)
-            state, out = self._advance(state, data, n)
+            if n in self._compiled:
+                state, out = self._compiled[n](state, data)
+            elif d > 1:
+                state, out = self._advance_parallel(state, data, n)
+            else:
+                state, out = self._advance(state, data, n)
+            # host-side from here: slicing device arrays op by op would cost more than sampling
+            out = jax.device_get(out)
+            if d > 1:
+                out = tuple(x.reshape((-1,) + x.shape[2:]) for x in out)
             outs.append(out)
             done += n
             if progress is not None:
-                jax.block_until_ready(out[0])
                 progress(done, total)
-        z, pe, div, steps, acc, eps = (jnp.concatenate(parts, axis=1) for parts in zip(*outs))
+        z, pe, div, steps, acc, eps = (np.concatenate(parts, axis=1) for parts in zip(*outs))
+        depth = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int32) + 1
         w = self.num_warmup
-        depth = jnp.floor(jnp.log2(jnp.maximum(steps, 1))).astype(jnp.int32) + 1
-        return NutsTrace(z[:, w:], pe[:, w:], div[:, w:], steps[:, w:], acc[:, w:], eps[:, w:],
-                         depth[:, w:]), NutsTrace(z[:, :w], pe[:, :w], div[:, :w], steps[:, :w],
-                                                  acc[:, :w], eps[:, :w], depth[:, :w])
+        fields = (z, pe, div, steps, acc, eps, depth)
+        return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
+
+
+def _devices_for(num_chains: int) -> int:
+    """How many host devices to spread the chains over (a divisor of the number of chains)."""
+    n = min(jax.local_device_count(), num_chains)
+    while n > 1 and num_chains % n:
+        n -= 1
+    return max(n, 1)

@@ -27,15 +27,50 @@ class NutsProgram:
         self.potential = potential
         total = warmup + draws
         self.sampler = NutsSampler(potential, warmup, draws, target_accept, max_tree_depth,
-                                   dense_mass, chunk=max(1, -(-total // chunks)))
+                                   dense_mass, chunk=max(1, -(-total // chunks)), num_chains=chains)
+        self._precompiling = None
         self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
         self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
+
+    def precompile_in_background(self):
+        """Start compiling now, on two threads (XLA compiles outside the GIL): the sampling
+        kernel on one, initialisation and the output transform on the other. `run` waits."""
+        import threading
+        k = rng_key(0)
+        keys = jax.random.split(k, self.chains)
+        data, dim = self.lowered.data_arrays, self.lowered.dim
+        flat = jax.ShapeDtypeStruct((self.chains * self.draws, dim), jnp.result_type(float))
+
+        def kernel():
+            self.sampler.precompile(k, keys, data, dim)
+
+        def rest():
+            self.sampler.precompile_start(k, keys, data, dim)
+            self._evaluate_compiled = self._evaluate.lower(flat, data).compile()
+
+        def guarded(f):
+            def run():
+                try:
+                    f()
+                except Exception:  # run() then compiles the ordinary way
+                    pass
+            return run
+
+        self._precompiling = [threading.Thread(target=guarded(f), daemon=True) for f in (kernel, rest)]
+        for t in self._precompiling:
+            t.start()
+
+    _evaluate_compiled = None
 
     def run(self, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Draws:
         key = rng_key(seed)
         k_init, k_run, k_gen = jax.random.split(key, 3)
         keys = jax.random.split(k_run, self.chains)
         tries = 20
+        if self._precompiling is not None:
+            for t in self._precompiling:
+                t.join()
+            self._precompiling = None
         state, ok = self.sampler.start(k_init, keys, self.lowered.data_arrays, self.lowered.dim, tries)
         if not bool(ok):
             raise PPLRuntimeError(
@@ -45,7 +80,8 @@ class NutsProgram:
                 "is positive")
         trace, warm = self.sampler.run(state, self.lowered.data_arrays, progress)
         flat = trace.z.reshape(-1, self.lowered.dim)
-        values = self._evaluate(flat, self.lowered.data_arrays)
+        evaluate = self._evaluate_compiled or self._evaluate
+        values = evaluate(flat, self.lowered.data_arrays)
         shape = (self.chains, self.draws)
         if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
             dkeys = jax.random.split(jax.random.fold_in(k_gen, 1), flat.shape[0])
@@ -109,7 +145,9 @@ class NutsPass(InferencePass):
 
     def transform(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
         keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass")
-        return NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
+        program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
+        program.precompile_in_background()
+        return program
 
     def validate(self, program: NutsProgram, key) -> Dict[str, Any]:
         if program.lowered.marginal is not None:
