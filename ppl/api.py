@@ -17,6 +17,7 @@ from .check.checker import check
 from .check.data import BoundData, bind_data, load_json
 from .ir.graph import ModelGraph, build_graph
 from .lower.model import LoweredModel
+from .lower.random import rng_key
 from .passes.base import Plan, choose, passes
 from .runtime.cache import enable_compilation_cache
 from .runtime.progress import Progress
@@ -90,7 +91,7 @@ class Model:
             self._programs[key] = program
         program.lowered.data_arrays = lowered.data_arrays
         if validate and (lowered.signature, plan.method) not in self._validated:
-            self._validated[(lowered.signature, plan.method)] = p.validate(program, seed)
+            self._validated[(lowered.signature, plan.method)] = p.validate(program, rng_key(seed))
         bar = Progress(f"{plan.method}", min_seconds=1.0) if progress else None
         draws_out = program.run(seed=seed, progress=bar)
         draws_out.attrs.setdefault("inference_method", plan.method)

@@ -50,23 +50,26 @@ def cmd_sample(args) -> int:
     elapsed = time.perf_counter() - t0
     plan = model.last_plan
     print(f"method: {plan.method} — {plan.reason}")
-    ev = idata.posterior.attrs.get("log_evidence")
+    has_posterior = "posterior" in idata.groups()
+    attrs = (idata.posterior if has_posterior else getattr(idata, idata.groups()[0])).attrs
+    ev = attrs.get("log_evidence")
     if ev is not None:
-        se = idata.posterior.attrs.get("log_evidence_se")
+        se = attrs.get("log_evidence_se")
         print(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
-    shown, hidden = _summary_vars(idata, args.max_elements, args.vars)
+    shown, hidden = _summary_vars(idata, args.max_elements, args.vars) if has_posterior else ([], [])
     if shown:
         print(summary_table(idata, var_names=shown))
     if hidden:
         print(f"(not shown, more than {args.max_elements} elements each: {', '.join(hidden)}; "
               "use --vars NAME to show them)")
     stats = idata.sample_stats if "sample_stats" in idata.groups() else None
-    if stats is not None and "diverging" in stats:
+    if stats is not None and "diverging" in stats and has_posterior:
         n_div = int(stats["diverging"].sum())
         print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
               f"{n_div} divergent transitions, {elapsed:.2f} s")
     from .runtime.results import convergence_warnings
-    for w in list(getattr(model, "last_warnings", [])) + convergence_warnings(idata):
+    checks = convergence_warnings(idata) if has_posterior else []
+    for w in list(getattr(model, "last_warnings", [])) + checks:
         sys.stderr.write(f"warning: {w}\n")
     if args.output:
         write_netcdf(idata, args.output)

@@ -18,7 +18,7 @@ def _arviz():
 
 def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: Dict[str, np.ndarray]):
     az = _arviz()
-    groups = dict(posterior=draws.posterior, sample_stats=draws.sample_stats or None,
+    groups = dict(posterior=draws.posterior or None, sample_stats=draws.sample_stats or None,
                   observed_data=observed or None, constant_data=constant or None,
                   posterior_predictive=draws.posterior_predictive or None)
     # The language indexes from 1, so do the coordinates of every array dimension.
@@ -35,8 +35,11 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
         warnings.simplefilter("ignore")
         idata = az.from_dict(**{k: v for k, v in groups.items() if v is not None}, dims=dims,
                              coords=coords)
+    # run-level results (method, log evidence …) on the posterior group when there is one,
+    # else on whichever group the run produced
+    holder = idata.posterior if "posterior" in idata.groups() else getattr(idata, idata.groups()[0])
     for k, v in draws.attrs.items():
-        idata.posterior.attrs[k] = v if isinstance(v, (int, float, str)) else str(v)
+        holder.attrs[k] = v if isinstance(v, (int, float, str)) else str(v)
     return idata
 
 
