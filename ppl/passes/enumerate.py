@@ -171,6 +171,8 @@ class EnumeratePass(InferencePass):
         """The enumerated log joint at random configurations = numpyro's density there."""
         lw = program.lowered
         f = jax.jit(program.log_joint(lw.data_arrays))
+        if isinstance(key, int) or getattr(key, "ndim", 1) == 0:  # the pass contract gives a seed
+            key = jax.random.PRNGKey(int(key))
         worst = 0.0
         for i in range(3):
             k = jax.random.fold_in(key, i)
