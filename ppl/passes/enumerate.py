@@ -171,7 +171,7 @@ class EnumeratePass(InferencePass):
         """The enumerated log joint at random configurations = numpyro's density there."""
         lw = program.lowered
         f = jax.jit(program.log_joint(lw.data_arrays))
-        if isinstance(key, int) or getattr(key, "ndim", 1) == 0:  # the pass contract gives a seed
+        if isinstance(key, (int, np.integer)):  # a seed rather than a key
             key = jax.random.PRNGKey(int(key))
         worst = 0.0
         for i in range(3):
