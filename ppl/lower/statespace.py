@@ -118,7 +118,7 @@ class SSMLowering:
                 ev.env[st.var] = t
             d = ev.build_dist(st.stmt.dist)
             if state is None:
-                v = d.sample(jax.random.fold_in(key, i))
+                v = d.sample(key if len(stmts) == 1 else jax.random.fold_in(key, i))
                 v = jnp.asarray(v).astype(self.dtypes[st.target]).reshape(())
             else:
                 v = state[st.target]
