@@ -15,6 +15,7 @@ selects, so it works inside `vmap` and `scan`.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Dict, Optional
 
 import jax
@@ -728,11 +729,12 @@ class _UserDensity:
         return ()
 
 
-class _Indexable:
+class _Indexable(abc.ABC):
     """Values with their own indexing (e.g. the lag window of a particle filter)."""
 
-    def index(self, ev, e):  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def index(self, ev, e):
+        """The value of `e` (an Index expression whose base is this value)."""
 
 
 def _expand_to(d, shape):

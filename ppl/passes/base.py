@@ -11,6 +11,7 @@ unchanged), "unbiased-evidence" (particle populations) or "target-invariant" (MC
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -41,19 +42,22 @@ class Draws:
     warnings: list = field(default_factory=list)
 
 
-class InferencePass:
+class InferencePass(abc.ABC):
     name: str = ""
     contract: str = ""
     summary: str = ""
 
-    def diagnose(self, graph: ModelGraph) -> Diagnosis:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def diagnose(self, graph: ModelGraph) -> Diagnosis:
+        """Whether this pass can run the model, and why (not)."""
 
-    def transform(self, lowered, options: Dict[str, Any]):  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def transform(self, lowered, options: Dict[str, Any]):
+        """The inference program for this lowered model."""
 
-    def validate(self, program, key) -> Dict[str, Any]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def validate(self, program, key) -> Dict[str, Any]:
+        """Numeric identities that hold if the transformation preserved the distribution."""
 
 
 _REGISTRY: Dict[str, InferencePass] = {}
