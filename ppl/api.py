@@ -52,12 +52,12 @@ class Model:
             data = load_json(str(data))
         return bind_data(self.checked, dict(data or {}), name)
 
-    def lower(self, data: DataLike) -> LoweredModel:
+    def lower(self, data: DataLike, defer_checks: bool = False) -> LoweredModel:
         bound = self.bind(data)
         sig = _signature(bound)
         lowered = self._lowered.get(sig)
         if lowered is None:
-            lowered = LoweredModel(self.graph, bound)
+            lowered = LoweredModel(self.graph, bound, defer_checks=defer_checks)
             self._lowered[sig] = lowered
         else:
             lowered = lowered.with_data(bound)
@@ -80,7 +80,7 @@ class Model:
         """Run inference; returns arviz.InferenceData."""
         enable_compilation_cache()
         _import_arviz_in_background()
-        lowered = self.lower(data)
+        lowered = self.lower(data, defer_checks=True)
         plan = self.plan(method)
         p = passes()[plan.method]
         opts = dict(options, chains=chains, draws=draws, warmup=warmup)
@@ -90,6 +90,7 @@ class Model:
             program = p.transform(lowered, opts)
             self._programs[key] = program
         program.lowered.data_arrays = lowered.data_arrays
+        lowered.check_data()  # compiles while the program's own compilation runs in background
         if validate and (lowered.signature, plan.method) not in self._validated:
             self._validated[(lowered.signature, plan.method)] = p.validate(program, rng_key(seed))
         bar = Progress(f"{plan.method}", min_seconds=1.0) if progress else None

@@ -40,7 +40,7 @@ def _summary_vars(idata, max_elems: int, wanted: Optional[List[str]]):
 def cmd_sample(args) -> int:
     model = _model(args.model)
     _print_warnings(model)
-    from .runtime.results import summary_table, write_netcdf
+    from .runtime.results import convergence_warnings, summarize, summary_table, write_netcdf
     t0 = time.perf_counter()
     idata = model.sample(args.data, method=args.method, chains=args.chains, draws=args.draws,
                          warmup=args.warmup, seed=args.seed,
@@ -57,8 +57,9 @@ def cmd_sample(args) -> int:
         se = attrs.get("log_evidence_se")
         print(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
     shown, hidden = _summary_vars(idata, args.max_elements, args.vars) if has_posterior else ([], [])
+    df = summarize(idata, var_names=shown) if has_posterior and shown else None
     if shown:
-        print(summary_table(idata, var_names=shown))
+        print(summary_table(df, var_names=shown))
     if hidden:
         print(f"(not shown, more than {args.max_elements} elements each: {', '.join(hidden)}; "
               "use --vars NAME to show them)")
@@ -67,8 +68,8 @@ def cmd_sample(args) -> int:
         n_div = int(stats["diverging"].sum())
         print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
               f"{n_div} divergent transitions, {elapsed:.2f} s")
-    from .runtime.results import convergence_warnings
-    checks = convergence_warnings(idata) if has_posterior else []
+    multi_chain = has_posterior and idata.posterior.sizes.get("chain", 1) > 1
+    checks = convergence_warnings(df) if multi_chain and df is not None else []
     for w in list(getattr(model, "last_warnings", [])) + checks:
         sys.stderr.write(f"warning: {w}\n")
     if args.output:

@@ -6,9 +6,11 @@ the numpyro distribution. Densities are never re-implemented here.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+import jax
 import jax.numpy as jnp
 import numpyro.distributions as nd
 from numpyro.distributions import constraints
@@ -190,10 +192,14 @@ _SPECIAL_SUPPORT = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def static_support(spec: DistSpec):
     """The support when it does not depend on the arguments (None when it does)."""
     if spec.support_from_args:
         return None
     if spec.name in _SPECIAL_SUPPORT:
         return _SPECIAL_SUPPORT[spec.name]
-    return spec.build(*([1.0] * len(spec.params))).support
+    # Built while tracing: constructing it eagerly would compile a handful of tiny programs.
+    found = []
+    jax.make_jaxpr(lambda: found.append(spec.build(*([1.0] * len(spec.params))).support))()
+    return found[0]

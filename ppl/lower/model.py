@@ -77,14 +77,19 @@ def _cname(c) -> str:
 
 
 class LoweredModel:
-    def __init__(self, graph: ModelGraph, data: BoundData):
+    def __init__(self, graph: ModelGraph, data: BoundData, defer_checks: bool = False):
+        """`defer_checks`: the caller runs `check_data()` itself, later (so that compiling the
+        checks can overlap with compiling the sampler)."""
         self.graph = graph
         self.data = data
         self.static = dict(data.static)
         self.data_arrays = {k: jnp.asarray(v) for k, v in data.arrays.items()}
         self.fixed = {k: jnp.asarray(v) for k, v in data.fixed.items()}
         self.fixed_names = frozenset(self.fixed)
+        self._shared: Dict[str, Any] = {}  # compiled helpers, shared by with_data copies
         self._discover()
+        if not defer_checks:
+            self.check_data()
 
     # ------------------------------------------------------------ environment
     def base_env(self, data_arrays) -> Dict[str, Any]:
@@ -94,8 +99,8 @@ class LoweredModel:
         return env
 
     def _discover(self):
-        # Traced under jit: the layout is recorded while tracing, and the support checks of the
-        # observed data come back as one compiled computation instead of many eager ones.
+        # Traced, not run: the layout is recorded while tracing. The support checks of the
+        # observed data are compiled and run by `check_data`.
         src = _Discover()
 
         def run(data_arrays):
@@ -104,7 +109,7 @@ class LoweredModel:
             ev.exec(self.graph.body)
             return ev.checks
 
-        checks = jax.jit(run)(self.data_arrays)
+        jax.eval_shape(run, self.data_arrays)
         self.slots = src.slots
         self.slot_by_name = {s.name: s for s in self.slots}
         self.dim = src.offset
@@ -114,7 +119,18 @@ class LoweredModel:
         self.deterministic_names = [n for n, v in ck.variables.items() if v.kind == "deterministic"]
         self.generated_names = [n for n, v in ck.variables.items() if v.kind == "generated"]
         self.observed_names = [n for n, v in ck.variables.items() if v.observed]
-        self._check_observed_support(checks)
+
+    def check_data(self):
+        """Observed values must lie in the support of their distributions (a PPLDataError)."""
+        if "checks" not in self._shared:
+            def checks(data_arrays):
+                ev = Evaluator(self.graph, "density", self.base_env(data_arrays),
+                               _FlatSource(jnp.zeros(self.dim), self.slot_by_name),
+                               fixed=self.fixed_names)
+                ev.exec(self.graph.body)
+                return ev.checks
+            self._shared["checks"] = jax.jit(checks)
+        self._check_observed_support(self._shared["checks"](self.data_arrays))
 
     def with_data(self, data: BoundData) -> "LoweredModel":
         """The same lowering (same shapes) with other data values; support checks rerun."""
@@ -122,18 +138,8 @@ class LoweredModel:
         new = copy.copy(self)
         new.data = data
         new.data_arrays = {k: jnp.asarray(v) for k, v in data.arrays.items()}
-        if self._checks_fn is None:
-            def checks(data_arrays):
-                ev = Evaluator(self.graph, "density", self.base_env(data_arrays),
-                               _FlatSource(jnp.zeros(self.dim), self.slot_by_name),
-                               fixed=self.fixed_names)
-                ev.exec(self.graph.body)
-                return ev.checks
-            self._checks_fn = jax.jit(checks)
-        new._check_observed_support(self._checks_fn(new.data_arrays))
+        new.check_data()
         return new
-
-    _checks_fn = None
 
     def _check_observed_support(self, checks):
         bad = [k for k, ok in checks.items() if not bool(ok)]

@@ -43,14 +43,16 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
     return idata
 
 
-def convergence_warnings(idata, var_names=None, max_rhat=1.01, min_ess=100) -> list:
-    """Stan's rule of thumb: R-hat below 1.01 and bulk ESS above 100 for every quantity."""
+def summarize(idata, var_names=None, hdi_prob=0.94):
+    """arviz's summary of the posterior variables (one call: it is not cheap)."""
     az = _arviz()
-    if idata.posterior.sizes.get("chain", 1) < 2:
-        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = az.summary(idata, var_names=var_names, kind="diagnostics")
+        return az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, round_to=None)
+
+
+def convergence_warnings(df, max_rhat=1.01, min_ess=100) -> list:
+    """Stan's rule of thumb: R-hat below 1.01 and bulk ESS above 100 for every quantity."""
     out = []
     high = [str(i) for i, r in df.iterrows() if np.isfinite(r["r_hat"]) and r["r_hat"] > max_rhat]
     low = [str(i) for i, r in df.iterrows() if np.isfinite(r["ess_bulk"]) and r["ess_bulk"] < min_ess]
@@ -66,11 +68,12 @@ def _some(names, k=6):
     return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
-def summary_table(idata, var_names=None, hdi_prob=0.94) -> str:
-    az = _arviz()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        df = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, round_to=None)
+def summary_table(idata_or_df, var_names=None, hdi_prob=0.94) -> str:
+    """The summary as text: mean, sd, HDI, ESS bulk/tail, R-hat; rows of `var_names` only."""
+    df = summarize(idata_or_df, var_names, hdi_prob) if hasattr(idata_or_df, "posterior") else idata_or_df
+    if var_names is not None:
+        keep = set(var_names)
+        df = df[[str(i).split("[")[0] in keep for i in df.index]]
     lo = f"hdi_{(1 - hdi_prob) / 2 * 100:g}%"
     hi = f"hdi_{(1 + hdi_prob) / 2 * 100:g}%"
     cols = [("mean", "mean", "{:.3f}"), ("sd", "sd", "{:.3f}"), (lo, lo, "{:.3f}"), (hi, hi, "{:.3f}"),
