@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as nd
 from numpyro.distributions import constraints
@@ -43,7 +44,7 @@ def _is_static(x):
 def static_int(x, span, what="a size"):
     if isinstance(x, bool) or not isinstance(x, int):
         try:
-            return int(jax.core.concrete_or_error(None, x))
+            return int(_concrete(x))
         except Exception:
             raise LoweringError(f"{what} must be known before inference (integer data or a literal)",
                                 span) from None
@@ -754,9 +755,16 @@ def _is_int(x):
     return jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer)
 
 
+def _concrete(x):
+    """The concrete value of x, or an error when it is only known at run time."""
+    if isinstance(x, jax.core.Tracer):
+        raise TypeError("a traced value")
+    return np.asarray(x)
+
+
 def _is_concrete(x):
     try:
-        jax.core.concrete_or_error(None, x)
+        _concrete(x)
         return not isinstance(x, jax.core.Tracer)
     except Exception:
         return False
