@@ -68,7 +68,10 @@ def cmd_sample(args) -> int:
         n_div = int(stats["diverging"].sum())
         print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
               f"{n_div} divergent transitions, {elapsed:.2f} s")
-    multi_chain = has_posterior and idata.posterior.sizes.get("chain", 1) > 1
+    # R-hat and ESS judge Markov chains; independent filters or exact draws are not chains
+    algorithm = str(attrs.get("smc_algorithm", ""))
+    mcmc = attrs.get("inference_method") == "nuts" or algorithm.startswith("particle Gibbs")
+    multi_chain = mcmc and has_posterior and idata.posterior.sizes.get("chain", 1) > 1
     checks = convergence_warnings(df) if multi_chain and df is not None else []
     for w in list(getattr(model, "last_warnings", [])) + checks:
         sys.stderr.write(f"warning: {w}\n")
