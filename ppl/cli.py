@@ -56,6 +56,8 @@ def cmd_sample(args) -> int:
     if ev is not None:
         se = attrs.get("log_evidence_se")
         print(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
+    if attrs.get("marginals"):
+        _print_exact_marginals(attrs["marginals"], args.max_elements)
     shown, hidden = _summary_vars(idata, args.max_elements, args.vars) if has_posterior else ([], [])
     df = summarize(idata, var_names=shown) if has_posterior and shown else None
     if shown:
@@ -79,6 +81,26 @@ def cmd_sample(args) -> int:
         write_netcdf(idata, args.output)
         print(f"wrote {args.output}")
     return 0
+
+
+def _print_exact_marginals(text: str, max_elements: int) -> None:
+    """Exact posterior probabilities (from enumeration), before the Monte Carlo summary."""
+    import json
+    import numpy as np
+    marginals = json.loads(text)
+    print("exact posterior marginals:")
+    for name, m in marginals.items():
+        probs = np.asarray(m["probabilities"])
+        values = m["values"]
+        if probs.ndim == 1:
+            body = ", ".join(f"P({name}={v}) = {p:.6f}" for v, p in zip(values, probs))
+            print(f"  {body}")
+        else:
+            flat = probs.reshape(-1, probs.shape[-1])
+            for k, row in enumerate(flat[:max_elements]):
+                idx = ", ".join(str(i + 1) for i in np.unravel_index(k, probs.shape[:-1]))
+                print("  " + ", ".join(f"P({name}[{idx}]={v}) = {p:.6f}" for v, p in zip(values, row)))
+    print()
 
 
 def cmd_check(args) -> int:
