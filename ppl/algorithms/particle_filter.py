@@ -111,8 +111,8 @@ def propagate(key, model: StateSpaceModel, params, prev, t):
     return x, _clean(log_w)
 
 
-def _weighted_mean(x, log_w_norm):
-    w = jnp.exp(log_w_norm)
+def _weighted_mean(x, w):
+    """sum_i w_i x_i per leaf, for normalised weights `w` (not log weights)."""
 
     def leaf_mean(leaf):
         leaf = jnp.asarray(leaf)
@@ -156,49 +156,64 @@ def run(
 
     key0, key_scan = jax.random.split(key)
     x0, log_w0 = init_particles(key0, model, params, n)
-    log_w0_norm, log_z0 = _resampling.normalize_log_weights(log_w0)
+    log_w0_norm, w0, log_z0 = _resampling.normalize(log_w0)
+    ess0 = _resampling.ess_from_weights(w0)
     # A log mean of weights: the incremental evidence of step 0.
     inc0 = log_z0 - jnp.log(n)
     failed0 = jnp.where(jnp.isfinite(log_z0), -1, 0).astype(jnp.int32)
+    identity = jnp.arange(n, dtype=jnp.int32)
+
+    def resample(k_res, x_prev, log_w_prev, w_prev):
+        idx = jnp.asarray(resample_fn(k_res, w_prev, n), jnp.int32)
+        # After resampling the weights are uniform.
+        return _take(x_prev, idx), jnp.full_like(log_w_prev, -jnp.log(n)), idx
 
     def step(carry, inp):
-        x_prev, log_w_prev, failed = carry
+        x_prev, log_w_prev, w_prev, ess_prev, failed = carry
         t, k = inp
         k_res, k_prop = jax.random.split(k)
-        ess_prev = _resampling.ess(log_w_prev)
-        do_res = jnp.logical_or(always, ess_prev < ess_threshold * n)
-        idx = resample_fn(k_res, jnp.exp(log_w_prev), n)
-        anc = jnp.where(do_res, idx, jnp.arange(n, dtype=jnp.int32))
-        # After resampling the weights are uniform; otherwise they carry over.
-        log_w_base = jnp.where(do_res, -jnp.log(n) * jnp.ones(n), log_w_prev)
-        x, log_inc = propagate(k_prop, model, params, _take(x_prev, anc), t)
-        # Without resampling anc is the identity, so log_w_base is already aligned with x.
-        log_w_norm, log_inc_z = _resampling.normalize_log_weights(log_w_base + log_inc)
+        if always:
+            do_res = jnp.array(True)
+            x_anc, log_w_base, anc = resample(k_res, x_prev, log_w_prev, w_prev)
+        else:
+            do_res = ess_prev < ess_threshold * n
+            # Steps that do not resample skip the resampling work entirely; without resampling
+            # the ancestors are the identity and the weights carry over (aligned with x).
+            x_anc, log_w_base, anc = lax.cond(
+                do_res,
+                lambda a: resample(k_res, *a),
+                lambda a: (a[0], a[1], identity),
+                (x_prev, log_w_prev, w_prev),
+            )
+        x, log_inc = propagate(k_prop, model, params, x_anc, t)
+        log_w_norm, w, log_inc_z = _resampling.normalize(log_w_base + log_inc)
+        ess_t = _resampling.ess_from_weights(w)
         failed = jnp.where((failed < 0) & ~jnp.isfinite(log_inc_z), t, failed).astype(jnp.int32)
         out = {
             "inc": log_inc_z,
-            "ess": _resampling.ess(log_w_norm),
+            "ess": ess_t,
             "resampled": do_res,
-            "mean": _weighted_mean(x, log_w_norm),
+            "mean": _weighted_mean(x, w),
         }
         if keep:
             out.update(anc=anc, x=x, log_w=log_w_norm)
-        return (x, log_w_norm, failed), out
+        return (x, log_w_norm, w, ess_t, failed), out
 
     ts = jnp.arange(1, model.num_steps, dtype=jnp.int32)
     keys = jax.random.split(key_scan, model.num_steps - 1)
-    (x_T, log_w_T, failed), outs = lax.scan(step, (x0, log_w0_norm, failed0), (ts, keys))
+    (x_T, log_w_T, _, _, failed), outs = lax.scan(
+        step, (x0, log_w0_norm, w0, ess0, failed0), (ts, keys))
 
     def cat(first, rest):
         return jnp.concatenate([jnp.asarray(first)[None], rest], axis=0)
 
     increments = cat(inc0, outs["inc"])
-    means = jax.tree_util.tree_map(cat, _weighted_mean(x0, log_w0_norm), outs["mean"])
+    means = jax.tree_util.tree_map(cat, _weighted_mean(x0, w0), outs["mean"])
     log_evidence = jnp.where(failed >= 0, -jnp.inf, jnp.sum(increments))
     result = FilterResult(
         log_evidence=log_evidence,
         log_evidence_increments=increments,
-        ess=cat(_resampling.ess(log_w0_norm), outs["ess"]),
+        ess=cat(ess0, outs["ess"]),
         resampled=cat(jnp.array(False), outs["resampled"]),
         particles=x_T,
         log_weights=log_w_T,

@@ -20,7 +20,9 @@ __all__ = [
     "residual",
     "get",
     "normalize_log_weights",
+    "normalize",
     "ess",
+    "ess_from_weights",
     "SCHEMES",
 ]
 
@@ -38,6 +40,31 @@ def normalize_log_weights(log_weights):
         jnp.isfinite(log_sum), log_weights - log_sum, -jnp.log(n) * jnp.ones_like(log_weights)
     )
     return normalised, log_sum
+
+
+def normalize(log_weights):
+    """(normalised log weights, normalised weights, log of their sum) with one `exp` per weight.
+
+    Same conventions as `normalize_log_weights`: NaN counts as -inf, and if every weight is
+    -inf (or the sum is not finite) the weights are uniform and the log sum is -inf / +inf.
+    """
+    log_weights = jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
+    n = log_weights.shape[0]
+    m = jnp.max(log_weights)
+    shift = jnp.where(jnp.isfinite(m), m, 0.0)
+    e = jnp.exp(log_weights - shift)
+    total = jnp.sum(e)
+    log_sum = jnp.log(total) + shift
+    ok = jnp.isfinite(log_sum)
+    safe_total = jnp.where(ok, total, 1.0)
+    normalised = jnp.where(ok, log_weights - log_sum, -jnp.log(n) * jnp.ones_like(log_weights))
+    w = jnp.where(ok, e / safe_total, jnp.full_like(e, 1.0 / n))
+    return normalised, w, log_sum
+
+
+def ess_from_weights(weights):
+    """Effective sample size 1 / sum w_i^2 of normalised weights."""
+    return 1.0 / jnp.sum(weights * weights)
 
 
 def ess(log_weights_normalised):

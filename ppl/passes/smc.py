@@ -104,9 +104,15 @@ class FilterProgram:
     def _run_impl(self, key, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
         keys = jax.random.split(key, self.chains + 1)
-        res = _pf.run_many(keys[1:], self.model, params, self.n, resampling=self.resampling,
-                           ess_threshold=self.ess_threshold,
-                           record="genealogy" if self.keep else "summary")
+        kw = dict(resampling=self.resampling, ess_threshold=self.ess_threshold,
+                  record="genealogy" if self.keep else "summary")
+        if self.chains == 1:
+            # No vmap over one chain: under vmap the filter's resampling `cond` would become a
+            # select that resamples at every step.
+            res = _pf.run(keys[1], self.model, params, self.n, **kw)
+            res = jax.tree_util.tree_map(lambda a: a[None], res)
+        else:
+            res = _pf.run_many(keys[1:], self.model, params, self.n, **kw)
         out = {"log_z": res.log_evidence + static_lp, "ess": res.ess, "resampled": res.resampled,
                "means": res.filtering_means, "failed": res.failed_step}
         if self.keep:
