@@ -57,6 +57,11 @@ class StateSpaceModel(NamedTuple):
     transition_logpdf: Callable  # (state, prev_state, t, params) -> scalar
     observation_logpdf: Callable  # (state, t, params) -> scalar
     proposal: Optional[Proposal] = None  # None: bootstrap
+    # Optional batched samplers with the same law as vmapping the per-particle ones over
+    # independent keys, but drawing for all particles at once (e.g. one batch of standard
+    # normals for a location-scale state): much cheaper than N keys and N draws per step.
+    init_sample_batch: Optional[Callable] = None  # (key, params, num_particles) -> states (N, ...)
+    transition_sample_batch: Optional[Callable] = None  # (key, prev (N, ...), t, params) -> (N, ...)
 
 
 class FilterResult(NamedTuple):
@@ -80,11 +85,15 @@ def _clean(log_w):
 
 def init_particles(key, model: StateSpaceModel, params, num_particles: int):
     """Draw step-0 particles and their (unnormalised) log weights."""
-    keys = jax.random.split(key, num_particles)
     if model.proposal is None:
-        x = jax.vmap(model.init_sample, (0, None))(keys, params)
+        if model.init_sample_batch is not None:
+            x = model.init_sample_batch(key, params, num_particles)
+        else:
+            keys = jax.random.split(key, num_particles)
+            x = jax.vmap(model.init_sample, (0, None))(keys, params)
         log_w = jax.vmap(model.observation_logpdf, (0, None, None))(x, 0, params)
     else:
+        keys = jax.random.split(key, num_particles)
         x, log_q = jax.vmap(model.proposal.init, (0, None))(keys, params)
         log_w = (
             jax.vmap(model.init_logpdf, (0, None))(x, params)
@@ -97,11 +106,15 @@ def init_particles(key, model: StateSpaceModel, params, num_particles: int):
 def propagate(key, model: StateSpaceModel, params, prev, t):
     """Move each particle of `prev` (leaves (N, ...)) to step t; returns (x, incremental log w)."""
     n = jax.tree_util.tree_leaves(prev)[0].shape[0]
-    keys = jax.random.split(key, n)
     if model.proposal is None:
-        x = jax.vmap(model.transition_sample, (0, 0, None, None))(keys, prev, t, params)
+        if model.transition_sample_batch is not None:
+            x = model.transition_sample_batch(key, prev, t, params)
+        else:
+            keys = jax.random.split(key, n)
+            x = jax.vmap(model.transition_sample, (0, 0, None, None))(keys, prev, t, params)
         log_w = jax.vmap(model.observation_logpdf, (0, None, None))(x, t, params)
     else:
+        keys = jax.random.split(key, n)
         x, log_q = jax.vmap(model.proposal.step, (0, 0, None, None))(keys, prev, t, params)
         log_w = (
             jax.vmap(model.transition_logpdf, (0, 0, None, None))(x, prev, t, params)

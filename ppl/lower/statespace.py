@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as nd
 
 from ..algorithms import kalman as _kalman
 from ..algorithms import particle_filter as _pf
@@ -106,8 +107,11 @@ class SSMLowering:
         ev = Evaluator(self.graph, "density", env, fixed=self.lowered.fixed_names)
         return ev
 
-    def _run_state(self, stmts, key, state, prev, t, params):
-        """Draw (key given) or score (state given) the state statements of one step."""
+    def _run_state(self, stmts, key, state, prev, t, params, eps=None):
+        """Draw (key given) or score (state given) the state statements of one step.
+
+        With `eps` (one standard normal per statement; `_location_scale` statements only) the
+        draw is loc + eps * scale, exactly how `Normal.sample(key)` draws from its key."""
         cur = {} if state is None else dict(state)
         windows = {n: LagWindow(n, cur.get(n, None if prev is None else prev[n]),
                                 None if prev is None else prev[n]) for n in self.form.state_vars}
@@ -117,7 +121,12 @@ class SSMLowering:
             if st.var is not None:
                 ev.env[st.var] = t
             d = ev.build_dist(st.stmt.dist)
-            if state is None:
+            if eps is not None:
+                if type(d) is not nd.Normal:
+                    raise PPLInternalError(f"batched state draw from a {type(d).__name__}")
+                v = d.loc + eps[i] * d.scale
+                v = jnp.asarray(v).astype(self.dtypes[st.target]).reshape(())
+            elif state is None:
                 v = d.sample(key if len(stmts) == 1 else jax.random.fold_in(key, i))
                 v = jnp.asarray(v).astype(self.dtypes[st.target]).reshape(())
             else:
@@ -162,9 +171,38 @@ class SSMLowering:
         def observation_logpdf(x, k, params):
             return self._obs(x, t_of(k), params, jnp.asarray(k, jnp.int32))
 
+        def batch(stmts, key, prev, t, params, n):
+            # One batch of standard normals for all particles (and statements), then the
+            # statements run per particle with their draws: the law of vmapping the
+            # per-particle sampler over independent keys, without N keys per step.
+            eps = jax.random.normal(key, (n, len(stmts)), dtype=jnp.result_type(float))
+            if prev is None:
+                return jax.vmap(lambda e: self._run_state(stmts, None, None, None, t, params,
+                                                          eps=e)[0])(eps)
+            return jax.vmap(lambda e, p: self._run_state(stmts, None, None, p, t, params,
+                                                         eps=e)[0])(eps, prev)
+
+        init_sample_batch = transition_sample_batch = None
+        if self._location_scale(self.form.init):
+            def init_sample_batch(key, params, n):
+                return batch(self.form.init, key, None, jnp.int32(1), params, n)
+
+        if self._location_scale(self.form.transition):
+            def transition_sample_batch(key, prev, k, params):
+                n = jax.tree_util.tree_leaves(prev)[0].shape[0]
+                return batch(self.form.transition, key, prev, t_of(k), params, n)
+
         q = self.guided_proposal() if proposal == "guided" else None
         return _pf.StateSpaceModel(self.T, init_sample, init_logpdf, transition_sample,
-                                   transition_logpdf, observation_logpdf, q)
+                                   transition_logpdf, observation_logpdf, q,
+                                   init_sample_batch=init_sample_batch,
+                                   transition_sample_batch=transition_sample_batch)
+
+    def _location_scale(self, stmts):
+        """Whether every statement draws a continuous state from `normal` / `std_normal`, so
+        the particles can share one batch of standard normal draws."""
+        return all(isinstance(st.stmt.dist, A.Call) and st.stmt.dist.func in ("normal", "std_normal")
+                   and jnp.issubdtype(self.dtypes[st.target], jnp.floating) for st in stmts)
 
     # ------------------------------------------------------------ Gaussian coefficients
     def _gauss(self, stmts, vec, prev_vec, t, params, is_obs=False, k_step=None):
