@@ -54,26 +54,6 @@ class OneBased(nd.Distribution):
         return self.base.mean + 1
 
 
-class Flat(nd.Distribution):
-    """The improper flat density of `param` declarations (log density 0 on the support)."""
-
-    reparametrized_params = []
-
-    def __init__(self, support=constraints.real, shape=()):
-        self._support = support
-        super().__init__(batch_shape=shape, event_shape=())
-
-    @property
-    def support(self):
-        return self._support
-
-    def log_prob(self, value):
-        return jnp.zeros(jnp.shape(value))
-
-    def sample(self, key, sample_shape=()):
-        raise ValueError("a flat prior cannot be sampled")
-
-
 @dataclass(frozen=True)
 class DistSpec:
     name: str

@@ -22,15 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as nd
 from numpyro.distributions import constraints
-from numpyro.distributions.transforms import biject_to
 
-from ..builtins.distributions import DISTRIBUTIONS, Flat, density_function
+from ..builtins.distributions import DISTRIBUTIONS, density_function
 from ..builtins.functions import FUNCTIONS
 from ..ir.graph import ModelGraph
 from ..syntax import ast as A
-from ..syntax.errors import PPLDataError, PPLError
+from ..syntax.errors import PPLError
 
 
 class LoweringError(PPLError):
@@ -496,7 +494,6 @@ class Evaluator:
         if self.elem_writes is not None:
             for name in set(a.elem_writes) | set(b.elem_writes):
                 wa = a.elem_writes.get(name) or b.elem_writes.get(name)
-                wb = b.elem_writes.get(name) or a.elem_writes.get(name)
                 old = jnp.asarray(self.env[name])[wa[1]]
                 va = a.elem_writes[name][0] if name in a.elem_writes else old
                 vb = b.elem_writes[name][0] if name in b.elem_writes else old

@@ -323,8 +323,8 @@ def validate_marginal(lowered, key, num_points=3, rtol=1e-6, max_brute_force=409
     import math
 
     import numpy as np
-    from ..syntax.errors import PPLInternalError
     from .model import _FlatSource
+    from .validation import check_agreement
 
     m = lowered.marginal
     data = lowered.data_arrays
@@ -338,11 +338,7 @@ def validate_marginal(lowered, key, num_points=3, rtol=1e-6, max_brute_force=409
 
     def close(a, b, what):
         nonlocal worst
-        if np.isfinite(a) != np.isfinite(b) or (np.isfinite(a) and abs(a - b) > rtol * max(1.0, abs(b)) + 1e-8):
-            raise PPLInternalError(f"translation validation failed: {what}: {a!r} against {b!r} at a "
-                                   "random point")
-        if np.isfinite(a):
-            worst = max(worst, abs(a - b))
+        worst = max(worst, check_agreement(a, b, what, rtol))
 
     def reference(u, values):
         import numpyro

@@ -7,7 +7,7 @@ persistent compilation cache hits on a second run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +17,9 @@ from numpyro.distributions.transforms import biject_to
 from ..check.data import BoundData
 from ..ir.graph import ModelGraph
 from ..syntax import ast as A
-from ..syntax.errors import PPLDataError, PPLInternalError
+from ..syntax.errors import PPLDataError
 from .evaluator import Evaluator, stmt_key
+from .validation import check_agreement
 
 
 @dataclass(frozen=True)
@@ -272,19 +273,8 @@ class LoweredModel:
             reference = np.asarray(ref(us, self.data_arrays))
         else:
             reference = np.array([float(ref(u, self.data_arrays)) for u in us])
-        diffs = []
-        for a, b in zip(lowered.tolist(), reference.tolist()):
-            if not (np.isfinite(a) and np.isfinite(b)):
-                if np.isfinite(a) != np.isfinite(b):
-                    raise PPLInternalError(
-                        f"translation validation failed: lowered log density {a} but reference {b} "
-                        "at a random point")
-                continue
-            diffs.append(abs(a - b))
-            if abs(a - b) > rtol * max(1.0, abs(b)) + 1e-8:
-                raise PPLInternalError(
-                    f"translation validation failed: the lowered log density is {a!r} but the "
-                    f"numpyro reference is {b!r} at a random point (difference {a - b:.3g})")
+        diffs = [check_agreement(a, b, "the lowered log density against numpyro's reference", rtol)
+                 for a, b in zip(lowered.tolist(), reference.tolist())]
         return {"checked": True, "points": num_points, "max_abs_diff": max(diffs) if diffs else 0.0}
 
     def _unrolled_size(self):

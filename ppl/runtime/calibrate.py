@@ -11,7 +11,6 @@ the data arrays change), and the prior simulator is compiled once.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import ast as A
 from .errors import PPLSyntaxError
@@ -457,7 +457,7 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
 
     # a block that does not start on the line of its `for`/`if`
     if ttype == "_NL" and "LBRACE" in expected and re.match(r"(for|if|else|generated|def)\b", head):
-        return err(f'expected "{{" at the end of the line', line, col, 1,
+        return err('expected "{" at the end of the line', line, col, 1,
                    f'a block starts on the same line: `{_code(text).strip()} {{`')
 
     # a statement token inside an open bracket: `x[1 ~ normal(0, 1)`
