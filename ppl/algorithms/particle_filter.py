@@ -183,8 +183,7 @@ def run(
 
     def step(carry, inp):
         x_prev, log_w_prev, w_prev, ess_prev, failed = carry
-        t, k = inp
-        k_res, k_prop = jax.random.split(k)
+        t, k_res, k_prop = inp
         if always:
             do_res = jnp.array(True)
             x_anc, log_w_base, anc = resample(k_res, x_prev, log_w_prev, w_prev)
@@ -214,8 +213,11 @@ def run(
 
     ts = jnp.arange(1, model.num_steps, dtype=jnp.int32)
     keys = jax.random.split(key_scan, model.num_steps - 1)
+    # Each step's (resampling, propagation) keys, split for all steps at once: the same keys
+    # as splitting inside the step, without a small hash per step in the loop.
+    step_keys = jax.vmap(jax.random.split)(keys)
     (x_T, log_w_T, _, _, failed), outs = lax.scan(
-        step, (x0, log_w0_norm, w0, ess0, failed0), (ts, keys))
+        step, (x0, log_w0_norm, w0, ess0, failed0), (ts, step_keys[:, 0], step_keys[:, 1]))
 
     def cat(first, rest):
         return jnp.concatenate([jnp.asarray(first)[None], rest], axis=0)
