@@ -40,6 +40,7 @@ class Model:
         self._lowered: Dict[str, LoweredModel] = {}
         self._programs: Dict[tuple, Any] = {}
         self._validated: Dict[tuple, Dict[str, Any]] = {}
+        self._plans: Dict[str, Plan] = {}
 
     def __repr__(self):
         return f"<ppl.Model {self.filename}: {len(self.graph.latents())} latent(s)>"
@@ -65,7 +66,11 @@ class Model:
         return lowered
 
     def plan(self, method: str = "auto") -> Plan:
-        return choose(self.graph, method)
+        # the choice depends on the graph alone, and diagnosing every pass costs ~1 ms a call
+        plan = self._plans.get(method)
+        if plan is None:
+            plan = self._plans[method] = choose(self.graph, method)
+        return plan
 
     def log_density(self, data: DataLike):
         """(f, dim): f(u) is the log density at the flat unconstrained vector u."""

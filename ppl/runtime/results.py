@@ -1,6 +1,7 @@
 """Program output → arviz.InferenceData; the summary table; atomic NetCDF output."""
 from __future__ import annotations
 
+import datetime
 import warnings
 from typing import Dict
 
@@ -17,30 +18,48 @@ def _arviz():
 
 
 def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: Dict[str, np.ndarray]):
+    """The InferenceData, built group by group straight as xarray Datasets.
+
+    ``az.from_dict`` does the same through per-variable DataArrays, alignment and deep copies
+    of attributes: about 10 ms a call, as much as a whole N=1000 particle filter. The layout is
+    arviz's (``chain``, ``draw`` leading, one named dimension per array axis), except that the
+    array dimensions count from 1, as the language's indices do.
+    """
     az = _arviz()
-    groups = dict(posterior=draws.posterior or None, sample_stats=draws.sample_stats or None,
-                  observed_data=observed or None, constant_data=constant or None,
-                  posterior_predictive=draws.posterior_predictive or None)
-    # The language indexes from 1, so do the coordinates of every array dimension.
-    dims, coords = {}, {}
-    for group, lead in (("posterior", 2), ("posterior_predictive", 2), ("observed_data", 0),
-                        ("constant_data", 0)):
-        for name, value in (groups[group] or {}).items():
-            shape = np.shape(value)[lead:]
-            names = [f"{name}_dim_{k + 1}" for k in range(len(shape))]
-            dims[name] = names
-            for n, size in zip(names, shape):
-                coords[n] = np.arange(1, size + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = az.from_dict(**{k: v for k, v in groups.items() if v is not None}, dims=dims,
-                             coords=coords)
+    import xarray as xr
+    stamp = {"created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+             "arviz_version": az.__version__, "inference_library": "ppl"}
+    groups = {}
+    for group, values, lead in (("posterior", draws.posterior, 2),
+                                ("posterior_predictive", draws.posterior_predictive, 2),
+                                ("sample_stats", draws.sample_stats, 2),
+                                ("observed_data", observed, 0), ("constant_data", constant, 0)):
+        if values:
+            groups[group] = _dataset(xr, values, lead, dict(stamp))
     # run-level results (method, log evidence …) on the posterior group when there is one,
     # else on whichever group the run produced
-    holder = idata.posterior if "posterior" in idata.groups() else getattr(idata, idata.groups()[0])
-    for k, v in draws.attrs.items():
-        holder.attrs[k] = v if isinstance(v, (int, float, str)) else str(v)
-    return idata
+    if groups:
+        holder = groups.get("posterior", next(iter(groups.values())))
+        for k, v in draws.attrs.items():
+            holder.attrs[k] = v if isinstance(v, (int, float, str)) else str(v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return az.InferenceData(**groups)
+
+
+def _dataset(xr, values: Dict[str, np.ndarray], lead: int, attrs: dict):
+    data_vars, coords = {}, {}
+    for name, value in values.items():
+        value = np.asarray(value)
+        shape = value.shape[lead:]
+        dims = ["chain", "draw"][:lead] + [f"{name}_dim_{k + 1}" for k in range(len(shape))]
+        data_vars[name] = (dims, value)
+        for d, size in zip(dims[lead:], shape):
+            coords[d] = np.arange(1, size + 1)
+        if lead:
+            coords.setdefault("chain", np.arange(value.shape[0]))
+            coords.setdefault("draw", np.arange(value.shape[1]))
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
 def summarize(idata, var_names=None, hdi_prob=0.94):
