@@ -103,8 +103,17 @@ class SSMLowering:
     def prepare(self, theta: Dict[str, Any], data_arrays):
         """(params, static log density): the environment of every step, from the static
         parameter values `theta` (constrained; the fixed ones come from the data)."""
+        return self._prepare(_ValueSource(theta), data_arrays)
+
+    def prepare_unconstrained(self, u, data_arrays):
+        """`prepare` from the model's flat unconstrained vector `u` (only the static
+        parameters' slots are read). The static log density then includes the transforms'
+        log-Jacobians: it is the prior density of the unconstrained parameters."""
+        return self._prepare(_FlatSource(u, self.lowered.slot_by_name), data_arrays)
+
+    def _prepare(self, source, data_arrays):
         env = self.lowered.base_env(data_arrays)
-        ev = Evaluator(self.graph, "density", env, _ValueSource(theta), fixed=self.lowered.fixed_names)
+        ev = Evaluator(self.graph, "density", env, source, fixed=self.lowered.fixed_names)
         ev.exec(self.form.static)
         params = {k: v for k, v in ev.env.items() if not isinstance(v, (int, bool)) or
                   k not in self.lowered.static}
@@ -146,6 +155,58 @@ class SSMLowering:
             cur[st.target] = v
             windows[st.target].cur = v
         return cur, lp
+
+    # ------------------------------------------------------------ non-centred coordinates
+    def location_scale(self) -> bool:
+        """Whether every state statement is a normal draw, x = loc + scale · ε."""
+        return self._location_scale(self.form.init) and self._location_scale(self.form.transition)
+
+    def from_noise(self, eps, params):
+        """(trajectory with leaves (T,), Σ log scale) built from standard normal draws
+        `eps` = (ε_init (len(init),), ε_trans (T-1, len(transition))) under `params`."""
+        eps_init, eps_trans = eps
+        x0 = self._run_state(self.form.init, None, None, None, jnp.int32(1), params, eps=eps_init)[0]
+        ls0 = self._noise(self.form.init, x0, None, jnp.int32(1), params)[1]
+
+        def step(carry, inp):
+            prev, ls = carry
+            k, e = inp
+            t = k + 1
+            x = self._run_state(self.form.transition, None, None, prev, t, params, eps=e)[0]
+            return (x, ls + self._noise(self.form.transition, x, prev, t, params)[1]), x
+
+        ks = jnp.arange(1, self.T, dtype=jnp.int32)
+        (_, ls), xs = jax.lax.scan(step, (x0, ls0), (ks, eps_trans))
+        traj = {n: jnp.concatenate([jnp.reshape(x0[n], (1,)), xs[n]]) for n in self.form.state_vars}
+        return traj, ls
+
+    def noise(self, traj, params):
+        """The inverse of `from_noise`: the standard normal draws that give `traj`."""
+        first = {n: traj[n][0] for n in self.form.state_vars}
+        e0 = self._noise(self.form.init, first, None, jnp.int32(1), params)[0]
+
+        def one(k):
+            cur = {n: traj[n][k] for n in self.form.state_vars}
+            prev = {n: traj[n][k - 1] for n in self.form.state_vars}
+            return self._noise(self.form.transition, cur, prev, k + 1, params)[0]
+
+        return e0, jax.vmap(one)(jnp.arange(1, self.T, dtype=jnp.int32))
+
+    def _noise(self, stmts, state, prev, t, params):
+        """(ε per statement, Σ log scale) of a location-scale step at the given state."""
+        windows = {n: LagWindow(n, state[n], None if prev is None else prev[n])
+                   for n in self.form.state_vars}
+        ev = self._ev(params, windows, t)
+        eps, log_scale = [], jnp.zeros(())
+        for st in stmts:
+            if st.var is not None:
+                ev.env[st.var] = t
+            d = ev.build_dist(st.stmt.dist)
+            if type(d) is not nd.Normal:
+                raise PPLInternalError(f"non-centred state from a {type(d).__name__}")
+            eps.append(jnp.reshape((state[st.target] - d.loc) / d.scale, ()))
+            log_scale = log_scale + jnp.sum(jnp.log(d.scale))
+        return jnp.stack(eps), log_scale
 
     def _obs(self, state, t, params, k_step):
         windows = {n: LagWindow(n, state[n], None) for n in self.form.state_vars}

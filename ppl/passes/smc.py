@@ -7,7 +7,8 @@
   error, smoothed trajectories (genealogy; forward-filtering backward-sampling for Kalman),
   per-step ESS, resampling events and filtering means.
 - State-space models with free static parameters: particle Gibbs (conditional SMC with
-  ancestor sampling) alternating with random-walk Metropolis moves on the parameters.
+  ancestor sampling) alternating with random-walk Metropolis moves on the parameters (centred
+  and, for normal states, non-centred), and log evidence by importance sampling over them.
 - Static models with proper priors: adaptive tempered SMC, with log evidence.
 
 Contract: "unbiased-evidence" (Ẑ, not log Ẑ, is unbiased; Kalman is exact).
@@ -363,12 +364,28 @@ class SMCPass(InferencePass):
 # ============================================================================ particle Gibbs
 class ParticleGibbsProgram:
     """Free static parameters: conditional SMC with ancestor sampling for the state trajectory,
-    alternating with random-walk Metropolis on the parameters (unconstrained, given the
-    trajectory; the step size adapts during warm-up towards acceptance 0.3)."""
+    alternating with random-walk Metropolis on the parameters (unconstrained; the step sizes
+    adapt during warm-up towards acceptance 0.3), then an importance-sampling estimate of the
+    log evidence.
+
+    Two parameter moves per sweep when the states are normal draws (x = loc + scale · ε):
+    given the trajectory x (centred), and given the standardised noise ε with x rebuilt from
+    it (non-centred). Given x alone, a scale parameter such as the volatility of volatility
+    is pinned by the trajectory and the chain barely moves; given ε it moves with the whole
+    path. Alternating the two is the ancillarity–sufficiency interweaving of Yu & Meng (2011),
+    as Kastner & Frühwirth-Schnatter (2014) use for stochastic volatility; each move leaves
+    the posterior invariant on its own.
+
+    Log evidence by importance sampling squared (Tran, Scharth, Pitt & Kohn 2014): parameters
+    θ_i from a Student-t fitted to the chains' draws, each weighted by a particle filter's
+    unbiased likelihood estimate (the Kalman filter's exact one when linear-Gaussian)
+    times the prior over the proposal density; the mean weight is unbiased for p(y).
+    """
     contract = "target-invariant"
 
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
-                 warmup=1000, particles=100, mh_steps=5, target_accept=0.3, **_):
+                 warmup=1000, particles=100, mh_steps=5, target_accept=0.3, proposal="auto",
+                 evidence_draws=200, evidence_particles=1000, **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         if form.discrete:
@@ -376,14 +393,22 @@ class ParticleGibbsProgram:
                                   "fix the static parameters (give them with the data)", None)
         self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
         self.n, self.mh_steps, self.target = int(particles), int(mh_steps), float(target_accept)
+        self.evidence_draws, self.evidence_particles = int(evidence_draws), int(evidence_particles)
+        self.non_centred = self.ssm.location_scale()
         slots = lowered.slot_by_name
         self.theta_slots = [slots[n] for n in self.ssm.free_params]
         self.state_slots = [slots[n] for n in form.state_vars]
         self.theta_idx = np.concatenate([np.arange(s.offset, s.offset + s.size)
                                          for s in self.theta_slots]).astype(np.int32)
         self.model = self.ssm.model(None)
+        self.kalman = form.linear_gaussian and proposal == "auto"
+        guided = proposal == "guided" or (proposal == "auto" and form.guided)
+        self.evidence_model = self.ssm.model("guided" if guided else None)
+        self.evidence_method = ("Kalman filter" if self.kalman else
+                                f"{'guided' if guided else 'bootstrap'} particle filter")
         self._run = jax.jit(self._run_impl)
         self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self._evidence = jax.jit(self._evidence_impl)
 
     def assemble(self, u_theta, traj):
         u = jnp.zeros(self.lowered.dim)
@@ -392,54 +417,123 @@ class ParticleGibbsProgram:
             u = u.at[s.offset:s.offset + s.size].set(traj[s.name])
         return u
 
-    def theta_values(self, u, data):
-        vals = self.lowered.evaluate(u, data)
-        return {n: vals[n] for n in self.ssm.free_params}
+    def params_at(self, u_theta, data):
+        """(step environment, log prior density of the unconstrained parameters)."""
+        u = jnp.zeros(self.lowered.dim).at[self.theta_idx].set(u_theta)
+        return self.ssm.prepare_unconstrained(u, data)
 
     def _chain(self, key, data):
         lw = self.lowered
         k0, k1, k2 = jax.random.split(key, 3)
-        vals = lw.prior_sample(k0, data)
-        u0 = lw.unconstrain(vals, data)
-        u_theta = u0[self.theta_idx]
-        params, _ = self.ssm.prepare(self.theta_values(u0, data), data)
-        ref = _pg.csmc(k1, self.model, params, None, self.n, False).trajectory
-        ref = {n: ref[n] for n in self.form.state_vars}
         d = self.theta_idx.shape[0]
+        # Stan's initialisation, uniform in [-2, 2] on the unconstrained scale: a prior draw
+        # can start a chain in a corner (an autoregression coefficient near 1, say) that local
+        # moves leave only very slowly
+        u_theta = jax.random.uniform(k0, (d,), minval=-2.0, maxval=2.0)
+        ref = _pg.csmc(k1, self.model, self.params_at(u_theta, data)[0], None, self.n,
+                       False).trajectory
+        ref = {n: ref[n] for n in self.form.state_vars}
         total = self.warmup + self.draws
 
         def logp(ut, traj):
             return _pf._clean(lw.log_density(self.assemble(ut, traj), data))
 
+        def metropolis(key, ut, state, target, log_eps):
+            """`mh_steps` random-walk moves on ut; target(ut) -> (log density, state)."""
+            def mh(c, kk):
+                ut, lp, st, acc = c
+                ka, kb = jax.random.split(kk)
+                prop = ut + jnp.exp(log_eps) * jax.random.normal(ka, (d,))
+                lp_prop, st_prop = target(prop)
+                a = jnp.minimum(1.0, jnp.exp(jnp.nan_to_num(lp_prop - lp, nan=-jnp.inf)))
+                ok = jax.random.uniform(kb) < a
+                pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+                return (pick(prop, ut), pick(lp_prop, lp),
+                        jax.tree_util.tree_map(pick, st_prop, st), acc + a), None
+
+            lp0, _ = target(ut)
+            (ut, _, state, acc), _ = jax.lax.scan(mh, (ut, lp0, state, 0.0),
+                                                  jax.random.split(key, self.mh_steps))
+            return ut, state, acc / self.mh_steps
+
+        def adapt(log_eps, acc, i):
+            rate = 1.0 / (1.0 + i) ** 0.6
+            return jnp.where(i < self.warmup, log_eps + rate * (acc - self.target), log_eps)
+
         def step(carry, inp):
             u_theta, ref, log_eps = carry
             i, k = inp
-            kc, km = jax.random.split(k)
-            params, _ = self.ssm.prepare(self.theta_values(self.assemble(u_theta, ref), data), data)
-            ref = _pg.csmc(kc, self.model, params, ref, self.n, True).trajectory
+            kc, km, kn = jax.random.split(k, 3)
+            ref = _pg.csmc(kc, self.model, self.params_at(u_theta, data)[0], ref, self.n,
+                           True).trajectory
+            ref = {n: ref[n] for n in self.form.state_vars}
+            # centred: the trajectory stays, the parameters move given it
+            u_theta, ref, acc_c = metropolis(km, u_theta, ref, lambda ut: (logp(ut, ref), ref),
+                                             log_eps[0])
+            accs = [acc_c]
+            if self.non_centred:
+                # non-centred: the noise stays, the trajectory moves with the parameters;
+                # target density of (θ, ε): p(θ, x(θ, ε), y) · Π scale_t (the Jacobian of ε ↦ x)
+                eps = self.ssm.noise(ref, self.params_at(u_theta, data)[0])
 
-            def mh(c, kk):
-                ut, lp, acc = c
-                ka, kb = jax.random.split(kk)
-                prop = ut + jnp.exp(log_eps) * jax.random.normal(ka, (d,))
-                lp_prop = logp(prop, ref)
-                a = jnp.minimum(1.0, jnp.exp(jnp.nan_to_num(lp_prop - lp, nan=-jnp.inf)))
-                ok = jax.random.uniform(kb) < a
-                return (jnp.where(ok, prop, ut), jnp.where(ok, lp_prop, lp), acc + a), None
+                def nc(ut):
+                    traj, log_scale = self.ssm.from_noise(eps, self.params_at(ut, data)[0])
+                    return logp(ut, traj) + log_scale, traj
 
-            (u_theta, _, acc), _ = jax.lax.scan(mh, (u_theta, logp(u_theta, ref), 0.0),
-                                                jax.random.split(km, self.mh_steps))
-            acc = acc / self.mh_steps
-            rate = 1.0 / (1.0 + i) ** 0.6
-            log_eps = jnp.where(i < self.warmup, log_eps + rate * (acc - self.target), log_eps)
-            return (u_theta, ref, log_eps), (self.assemble(u_theta, ref), acc)
+                u_theta, ref, acc_n = metropolis(kn, u_theta, ref, nc, log_eps[1])
+                accs.append(acc_n)
+            acc = jnp.stack(accs)
+            log_eps = log_eps.at[:acc.shape[0]].set(adapt(log_eps[:acc.shape[0]], acc, i))
+            return (u_theta, ref, log_eps), (self.assemble(u_theta, ref), acc[0])
 
-        init = (u_theta, ref, jnp.log(0.1 / math.sqrt(max(d, 1))))
+        init = (u_theta, ref, jnp.full((2,), jnp.log(0.1 / math.sqrt(max(d, 1)))))
         _, (us, acc) = jax.lax.scan(step, init, (jnp.arange(total), jax.random.split(k2, total)))
         return us[self.warmup:], acc[self.warmup:]
 
     def _run_impl(self, key, data):
         return jax.vmap(lambda k: self._chain(k, data))(jax.random.split(key, self.chains))
+
+    def _evidence_impl(self, key, mean, chol, dof, data):
+        """log weights p̂(y | θ_i) p(θ_i) / q(θ_i) for θ_i ~ q = multivariate t(mean, chol, dof)."""
+        d = mean.shape[0]
+        kz, kc, kf = jax.random.split(key, 3)
+        m = self.evidence_draws
+        z = jax.random.normal(kz, (m, d))
+        w = jax.random.chisquare(kc, dof, (m,)) / dof
+        u = mean + (z @ chol.T) / jnp.sqrt(w)[:, None]
+        maha = jnp.sum(z * z, axis=1) / w  # (u - mean)' Σ^{-1} (u - mean)
+        log_q = (jax.scipy.special.gammaln((dof + d) / 2) - jax.scipy.special.gammaln(dof / 2)
+                 - 0.5 * d * jnp.log(dof * jnp.pi) - jnp.sum(jnp.log(jnp.diag(chol)))
+                 - 0.5 * (dof + d) * jnp.log1p(maha / dof))
+
+        def one(inp):
+            ut, k = inp
+            params, log_prior = self.params_at(ut, data)
+            if self.kalman:
+                _, log_lik = self.ssm.kalman_filter(params)
+            else:
+                log_lik = _pf.run(k, self.evidence_model, params, self.evidence_particles,
+                                  resampling="systematic").log_evidence
+            return _pf._clean(log_lik + log_prior)
+
+        # one filter at a time (lax.map): vmapped, the filters' resampling cond would become
+        # a select that resamples at every step
+        return jax.lax.map(one, (u, jax.random.split(kf, m))) - log_q
+
+    def evidence(self, seed, u_theta_draws):
+        """(log evidence, its standard error) from the parameter draws (rows, unconstrained)."""
+        x = np.asarray(u_theta_draws, dtype=float).reshape(-1, self.theta_idx.shape[0])
+        x = x[np.all(np.isfinite(x), axis=1)]
+        if self.evidence_draws < 2 or x.shape[0] < 2 * x.shape[1] + 2:
+            return float("nan"), float("nan")
+        cov = np.atleast_2d(np.cov(x, rowvar=False))
+        # a little wider than the posterior, and never singular: the proposal's tails must
+        # cover the posterior's for the weights to have finite variance
+        cov = 1.5 * cov + 1e-8 * np.eye(cov.shape[0]) * max(1.0, float(np.max(np.diag(cov))))
+        chol = np.linalg.cholesky(cov)
+        log_w = np.asarray(self._evidence(jax.random.fold_in(rng_key(seed), 1), x.mean(0), chol,
+                                          5.0, self.lowered.data_arrays))
+        return evidence_estimate(log_w)
 
     def run(self, seed: int = 0, progress=None) -> Draws:
         us, acc = self._run(rng_key(seed), self.lowered.data_arrays)
@@ -448,12 +542,51 @@ class ParticleGibbsProgram:
         shape = (self.chains, self.draws)
         posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
         stats = {"acceptance_rate": np.asarray(acc)}
-        return Draws(posterior, stats, attrs={
-            "inference_method": "smc", "particles": self.n,
-            "smc_algorithm": "particle Gibbs (conditional SMC with ancestor sampling) + random-walk MH"})
+        moves = "random-walk MH (centred and non-centred)" if self.non_centred else "random-walk MH"
+        attrs = {"inference_method": "smc", "particles": self.n,
+                 "smc_algorithm": f"particle Gibbs (conditional SMC with ancestor sampling) + {moves}"}
+        est, se = self.evidence(seed, flat[:, self.theta_idx])
+        if np.isfinite(est):
+            attrs.update(log_evidence=est, log_evidence_se=se,
+                         log_evidence_method=f"importance sampling over the parameters, "
+                         f"{self.evidence_draws} draws, {self.evidence_method}")
+        d = Draws(posterior, stats, attrs=attrs)
+        if not np.isfinite(est) and self.evidence_draws >= 2:
+            d.warnings.append("log evidence not estimated: too few finite parameter draws")
+        return d
 
     def validate(self, key):
-        return validate_ssm(self.ssm, key, self.lowered)
+        r = validate_ssm(self.ssm, key, self.lowered)
+        if self.non_centred:
+            r.update(self._validate_noise(key))
+        return r
+
+    def _validate_noise(self, key, rtol=1e-8):
+        """from_noise inverts noise, and log p(x | θ) = Σ log φ(ε) − Σ log scale."""
+        def check(k):
+            vals = self.lowered.prior_sample(k, self.lowered.data_arrays)
+            u = self.lowered.unconstrain(vals, self.lowered.data_arrays)
+            params, _ = self.params_at(u[self.theta_idx], self.lowered.data_arrays)
+            traj = {n: jnp.asarray(vals[n], jnp.result_type(float)) for n in self.form.state_vars}
+            eps = self.ssm.noise(traj, params)
+            back, log_scale = self.ssm.from_noise(eps, params)
+            m = self.model
+            lp = m.init_logpdf({n: traj[n][0] for n in traj}, params) + jnp.sum(jax.vmap(
+                lambda kk: m.transition_logpdf({n: traj[n][kk] for n in traj},
+                                               {n: traj[n][kk - 1] for n in traj}, kk, params))(
+                jnp.arange(1, self.ssm.T)))
+            z = jnp.concatenate([eps[0], jnp.ravel(eps[1])])
+            lp_noise = jnp.sum(-0.5 * z * z) - z.size * 0.5 * math.log(2 * math.pi) - log_scale
+            err = max(float(jnp.max(jnp.abs(back[n] - traj[n]))) for n in traj)
+            return err, float(lp), float(lp_noise)
+
+        err, lp, lp_noise = check(jax.random.fold_in(key, 7))
+        scale = max(1.0, abs(lp))
+        if not (err <= rtol * 1e3 and abs(lp - lp_noise) <= rtol * scale):
+            raise PPLInternalError("smc translation validation failed: the non-centred "
+                                   f"coordinates do not reproduce the states (max error {err:.3g}, "
+                                   f"log density {lp:.6g} vs {lp_noise:.6g})")
+        return {"non_centred_checked": True}
 
 
 # ============================================================================ tempered SMC

@@ -189,3 +189,55 @@ def test_particle_gibbs_vs_grid_posterior(lg100):
     a = idata.posterior["a"].values
     assert abs(a.mean() - mean) < 0.02
     assert abs(a.std() - sd) < 0.015
+
+
+@pytest.fixture(scope="module")
+def lg100_free_a(lg100):
+    """LG100 with its autoregression coefficient free, and the exact marginal posterior and
+    log evidence of `a` by quadrature over Kalman likelihoods."""
+    from ppl.algorithms import kalman
+    _, data = lg100
+    m = ppl.compile(LG100.replace("x: real[T]", "a ~ uniform(0, 1)\nx: real[T]")
+                    .replace("0.9 * x", "a * x"))
+    y = jnp.asarray(data["y"])[:, None]
+    grid = np.linspace(0.0005, 0.9995, 1000)  # midpoints: the prior density is 1 on (0, 1)
+    lz = np.array([float(kalman.filter(kalman.LinearGaussianSSM(
+        jnp.zeros(1), jnp.eye(1), a * jnp.eye(1), jnp.eye(1), jnp.eye(1), 0.04 * jnp.eye(1)),
+        y).log_evidence) for a in grid])
+    top = lz.max()
+    log_evidence = top + np.log(np.sum(np.exp(lz - top)) * (grid[1] - grid[0]))
+    w = np.exp(lz - top)
+    w /= w.sum()
+    return m, data, float(w @ grid), float(log_evidence)
+
+
+@pytest.mark.parametrize("proposal", ["auto", "bootstrap"])
+def test_particle_gibbs_log_evidence_vs_quadrature(lg100_free_a, proposal):
+    # auto: the model is linear-Gaussian, so the importance weights use the Kalman filter's
+    # exact likelihood; bootstrap: a particle filter's unbiased estimate
+    m, data, mean_a, exact = lg100_free_a
+    idata = m.sample(data, method="smc", chains=2, draws=200, warmup=200, particles=20, seed=3,
+                     proposal=proposal, evidence_draws=100, evidence_particles=1000)
+    attrs = idata.posterior.attrs
+    est, se = attrs["log_evidence"], attrs["log_evidence_se"]
+    assert ("Kalman" in attrs["log_evidence_method"]) == (proposal == "auto")
+    assert 0 < se < 0.5
+    assert abs(est - exact) < 4 * se + 0.02, (est, se, exact)
+    assert abs(float(idata.posterior["a"].mean()) - mean_a) < 0.05
+
+
+@pytest.mark.slow
+def test_sv_particle_gibbs_matches_nuts(sv_model, shared_data):
+    """The GBP/USD returns with mu, phi, s free: particle Gibbs against NUTS on the same file
+    (an independent sampler of the same joint posterior), within both runs' Monte Carlo error."""
+    import arviz as az
+    y = _json(shared_data / "ssm" / "gbp_usd_1997_1999_returns.json")["y"]
+    data = {"T": len(y), "y": y}
+    pg = sv_model.sample(data, method="smc", seed=0)
+    hmc = sv_model.sample(data, method="nuts", seed=0)
+    assert np.isfinite(pg.posterior.attrs["log_evidence"])
+    for v in ("mu", "phi", "s"):
+        a, b = pg.posterior[v].values, hmc.posterior[v].values
+        se = np.hypot(*(float(az.mcse(x, var_names=[v])[v]) for x in (pg, hmc)))
+        assert abs(a.mean() - b.mean()) < 4 * se + 0.01, (v, a.mean(), b.mean(), se)
+        assert abs(a.std() - b.std()) < 0.25 * b.std(), (v, a.std(), b.std())
