@@ -22,7 +22,8 @@ from ..ir.graph import ModelGraph
 from ..lower.evaluator import Evaluator
 from ..lower.marginalize import Marginalizer, ProbeSource, ValuesSource, support_range
 from ..lower.validation import check_agreement
-from ..lower.model import LoweredModel, _FlatSource
+from ..lower.model import LoweredModel, _FlatSource, _seed_of
+from ..lower.random import rng_key, split, split_keys
 from ..syntax.errors import PPLError, PPLRuntimeError
 from .base import Diagnosis, Draws, InferencePass, register
 
@@ -78,8 +79,7 @@ class EnumerateProgram:
     def run(self, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Draws:
         data = self.lowered.data_arrays
         res = self.solve(data)
-        key = jax.random.PRNGKey(seed)
-        k_draw, k_gen = jax.random.split(key)
+        k_draw, k_gen = split_keys(rng_key(seed), 2)
         n = self.chains * self.draws
         values = self.values_of(res.sample(k_draw, n))
         shape = (self.chains, self.draws)
@@ -88,7 +88,7 @@ class EnumerateProgram:
         posterior.update({k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in det.items()})
         predictive = {}
         if self.lowered.generated_names:
-            gen = self._generated(jax.random.split(k_gen, n), values, data)
+            gen = self._generated(split(k_gen, n), values, data)
             predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
         marg = {name: {"values": list(range(lo, lo + K)),
                        "probabilities": np.round(self.marginals()[name], 15).tolist()}
@@ -172,14 +172,12 @@ class EnumeratePass(InferencePass):
         """The enumerated log joint at random configurations = numpyro's density there."""
         lw = program.lowered
         f = jax.jit(program.log_joint(lw.data_arrays))
-        if isinstance(key, (int, np.integer)):  # a seed rather than a key
-            key = jax.random.PRNGKey(int(key))
+        # configurations from numpy: drawing them with JAX would compile a generator for this
+        rng = np.random.default_rng(_seed_of(key))
         worst = 0.0
         for i in range(3):
-            k = jax.random.fold_in(key, i)
-            codes = {}
-            for j, (n, (shape, lo, K)) in enumerate(program.supports.items()):
-                codes[n] = jax.random.randint(jax.random.fold_in(k, j), shape, 0, K)
+            codes = {n: jnp.asarray(rng.integers(0, K, shape))
+                     for n, (shape, lo, K) in program.supports.items()}
             a = float(f(codes))
             b = float(_reference_log_joint(lw, program.values_of(codes)))
             worst = max(worst, check_agreement(

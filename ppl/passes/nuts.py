@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..algorithms.nuts import NutsSampler
-from ..lower.random import rng_key
+from ..lower.random import rng_key, split, split_keys
 from ..ir.graph import ModelGraph
 from ..lower.model import LoweredModel
 from ..syntax.errors import PPLRuntimeError
@@ -37,7 +37,7 @@ class NutsProgram:
         kernel on one, initialisation and the output transform on the other. `run` waits."""
         import threading
         k = rng_key(0)
-        keys = jax.random.split(k, self.chains)
+        keys = split(k, self.chains)
         data, dim = self.lowered.data_arrays, self.lowered.dim
         flat = jax.ShapeDtypeStruct((self.chains * self.draws, dim), jnp.result_type(float))
 
@@ -64,8 +64,8 @@ class NutsProgram:
 
     def run(self, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Draws:
         key = rng_key(seed)
-        k_init, k_run, k_gen = jax.random.split(key, 3)
-        keys = jax.random.split(k_run, self.chains)
+        k_init, k_run, k_gen, k_disc = split_keys(key, 4)
+        keys = split(k_run, self.chains)
         tries = 20
         if self._precompiling is not None:
             for t in self._precompiling:
@@ -84,13 +84,13 @@ class NutsProgram:
         values = evaluate(flat, self.lowered.data_arrays)
         shape = (self.chains, self.draws)
         if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
-            dkeys = jax.random.split(jax.random.fold_in(k_gen, 1), flat.shape[0])
+            dkeys = split(k_disc, flat.shape[0])
             values = dict(values, **jax.jit(jax.vmap(self.lowered.discrete_posterior, (0, 0, None)))(
                 dkeys, flat, self.lowered.data_arrays))
         posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
         predictive = {}
         if self.lowered.generated_names:
-            gkeys = jax.random.split(k_gen, flat.shape[0])
+            gkeys = split(k_gen, flat.shape[0])
             gen = self._generated(gkeys, values, self.lowered.data_arrays)
             predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
         stats = {

@@ -28,7 +28,7 @@ from ..algorithms import tempered_smc as _tsmc
 from ..ir.graph import ModelGraph
 from ..ir.statespace import StateSpaceForm, find
 from ..lower.model import LoweredModel
-from ..lower.random import rng_key
+from ..lower.random import rng_key, split_keys
 from ..lower.statespace import SSMLowering
 from ..syntax import ast as A
 from ..syntax.errors import PPLInternalError, PPLRuntimeError
@@ -246,8 +246,8 @@ def validate_ssm(ssm: SSMLowering, key, lowered: LoweredModel, points=2, rtol=1e
         b = ssm.joint_reference(vals, data)
         return a, b
 
-    for i in range(points):
-        theta, traj, vals = _random_trace(ssm, jax.random.fold_in(key, i), lowered)
+    for i, k in enumerate(split_keys(key, points)):
+        theta, traj, vals = _random_trace(ssm, k, lowered)
         a, b = (float(v) for v in both(theta, traj, vals, lowered.data_arrays))
         if not (np.isfinite(a) and np.isfinite(b)):
             if np.isfinite(a) != np.isfinite(b):
@@ -531,7 +531,7 @@ class ParticleGibbsProgram:
         # cover the posterior's for the weights to have finite variance
         cov = 1.5 * cov + 1e-8 * np.eye(cov.shape[0]) * max(1.0, float(np.max(np.diag(cov))))
         chol = np.linalg.cholesky(cov)
-        log_w = np.asarray(self._evidence(jax.random.fold_in(rng_key(seed), 1), x.mean(0), chol,
+        log_w = np.asarray(self._evidence(split_keys(rng_key(seed), 2)[1], x.mean(0), chol,
                                           5.0, self.lowered.data_arrays))
         return evidence_estimate(log_w)
 
@@ -580,7 +580,7 @@ class ParticleGibbsProgram:
             err = max(float(jnp.max(jnp.abs(back[n] - traj[n]))) for n in traj)
             return err, float(lp), float(lp_noise)
 
-        err, lp, lp_noise = check(jax.random.fold_in(key, 7))
+        err, lp, lp_noise = check(split_keys(key, 1)[0])
         scale = max(1.0, abs(lp))
         if not (err <= rtol * 1e3 and abs(lp - lp_noise) <= rtol * scale):
             raise PPLInternalError("smc translation validation failed: the non-centred "
@@ -658,8 +658,8 @@ class TemperedProgram:
         f = jax.jit(lambda k, d: (self.prior_sample(k, d),))
         g = jax.jit(lambda u, d: (self.log_prior(u, d), self.log_likelihood(u, d),
                                   self.lowered.log_density(u, d)))
-        for i in range(2):
-            (u,) = f(jax.random.fold_in(key, i), self.lowered.data_arrays)
+        for k in split_keys(key, 2):
+            (u,) = f(k, self.lowered.data_arrays)
             lp, ll, full = (float(v) for v in g(u, self.lowered.data_arrays))
             if not np.isfinite(lp):
                 raise PPLInternalError("smc translation validation failed: a prior draw has "
