@@ -46,7 +46,7 @@ def cmd_sample(args) -> int:
                          warmup=args.warmup, seed=args.seed,
                          progress=not args.quiet and sys.stderr.isatty(),
                          validate=not args.no_validate,
-                         **({"target_accept": args.target_accept} if args.target_accept else {}))
+                         **_method_options(args))
     elapsed = time.perf_counter() - t0
     plan = model.last_plan
     print(f"method: {plan.method} — {plan.reason}")
@@ -81,6 +81,29 @@ def cmd_sample(args) -> int:
         write_netcdf(idata, args.output)
         print(f"wrote {args.output}")
     return 0
+
+
+def _method_options(args) -> dict:
+    """--target-accept, --particles and every --option KEY=VALUE, as keyword arguments."""
+    opts = {}
+    if args.target_accept:
+        opts["target_accept"] = args.target_accept
+    if args.particles:
+        opts["particles"] = args.particles
+    for item in args.option or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise PPLError(f'--option "{item}" is not KEY=VALUE', None,
+                           "for example --option resampling=stratified")
+        value = text.strip()
+        for convert in (int, float):
+            try:
+                value = convert(value)
+                break
+            except ValueError:
+                pass
+        opts[key.strip().replace("-", "_")] = value
+    return opts
 
 
 def _print_exact_marginals(text: str, max_elements: int) -> None:
@@ -230,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--target-accept", type=float, default=None)
+    s.add_argument("--particles", type=int, default=None, help="particles (smc)")
+    s.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a method option, e.g. resampling=stratified, parameters=pmmh (repeatable)")
     s.add_argument("--output", help="write the InferenceData as NetCDF (atomically)")
     s.add_argument("--vars", nargs="+", help="variables to summarise")
     s.add_argument("--max-elements", type=int, default=20,

@@ -64,3 +64,17 @@ def test_user_errors_exit_1_without_traceback(capsys, tmp_path):
     assert err.startswith(f"{bad}:2:5: error: unknown distribution \"normall\"")
     assert 'hint: did you mean "normal"?' in err
     assert "Traceback" not in err
+
+
+def test_method_options_reach_the_pass(capsys, tmp_path):
+    out_file = tmp_path / "sv.nc"
+    code, out, err = run(capsys, "sample", EXAMPLES / "sv.ppl", "--data", EXAMPLES / "sv_fixed.json",
+                         "--method", "smc", "--particles", 64, "--option", "resampling=multinomial",
+                         "--option", "ess-threshold=1.0", "--draws", 5, "--quiet", "--output", out_file)
+    assert code == 0, err
+    stats = az.from_netcdf(out_file)
+    assert stats.posterior.attrs["particles"] == 64
+    assert bool(stats.sample_stats["resampled"].values[..., 1:].all())  # resampled at every step
+    code, out, err = run(capsys, "sample", EXAMPLES / "sv.ppl", "--data", EXAMPLES / "sv_fixed.json",
+                         "--option", "particles")
+    assert code == 1 and 'is not KEY=VALUE' in err and "Traceback" not in err

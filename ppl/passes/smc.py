@@ -354,6 +354,11 @@ class SMCPass(InferencePass):
                 if form.linear_gaussian and opts.get("proposal", "auto") == "auto":
                     return KalmanProgram(lowered, form, **opts)
                 return FilterProgram(lowered, form, **opts)
+            if opts.get("parameters", "gibbs") == "pmmh":
+                return ParticleMarginalProgram(lowered, form, **opts)
+            if opts.get("parameters", "gibbs") != "gibbs":
+                raise PPLRuntimeError(f'unknown parameters={opts["parameters"]!r}', None,
+                                      'use "gibbs" (particle Gibbs, the default) or "pmmh"')
             return ParticleGibbsProgram(lowered, form, **opts)
         return TemperedProgram(lowered, **opts)
 
@@ -587,6 +592,62 @@ class ParticleGibbsProgram:
                                    f"coordinates do not reproduce the states (max error {err:.3g}, "
                                    f"log density {lp:.6g} vs {lp_noise:.6g})")
         return {"non_centred_checked": True}
+
+
+class ParticleMarginalProgram(ParticleGibbsProgram):
+    """Particle marginal Metropolis–Hastings (Andrieu, Doucet & Holenstein 2010): random-walk
+    moves on the unconstrained parameters accepted on a particle filter's unbiased likelihood
+    estimate, so the parameters never wait for the trajectory (no θ–x coupling); each
+    accepted filter also supplies a trajectory drawn from its genealogy. Slower per iteration
+    than particle Gibbs, and it needs enough particles for the log-likelihood estimate's
+    spread to stay near 1 (`particles=`; the guided proposal helps).
+    Step size adapts during warm-up towards acceptance 0.15."""
+
+    def __init__(self, lowered: LoweredModel, form: StateSpaceForm, target_accept=0.15,
+                 proposal="auto", particles=500, **opts):
+        super().__init__(lowered, form, target_accept=target_accept, proposal=proposal,
+                         particles=particles, **opts)
+        self.filter_model = self.evidence_model  # guided when the model allows it
+
+    def _chain(self, key, data):
+        k0, k1, k2 = jax.random.split(key, 3)
+        d = self.theta_idx.shape[0]
+        total = self.warmup + self.draws
+
+        def estimate(k, ut):
+            params, log_prior = self.params_at(ut, data)
+            kf, kt = jax.random.split(k)
+            res = _pf.run(kf, self.filter_model, params, self.n, record="genealogy")
+            traj = _pf.sample_trajectory(kt, res)
+            return _pf._clean(res.log_evidence + log_prior), {n: traj[n] for n in self.form.state_vars}
+
+        u_theta = jax.random.uniform(k0, (d,), minval=-2.0, maxval=2.0)  # Stan's initialisation
+        lp, traj = estimate(k1, u_theta)
+
+        def step(carry, inp):
+            u_theta, lp, traj, log_eps = carry
+            i, k = inp
+            ka, kf, kb = jax.random.split(k, 3)
+            prop = u_theta + jnp.exp(log_eps) * jax.random.normal(ka, (d,))
+            lp_prop, traj_prop = estimate(kf, prop)
+            a = jnp.minimum(1.0, jnp.exp(jnp.nan_to_num(lp_prop - lp, nan=-jnp.inf)))
+            ok = jax.random.uniform(kb) < a
+            pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+            u_theta, lp = pick(prop, u_theta), pick(lp_prop, lp)
+            traj = jax.tree_util.tree_map(pick, traj_prop, traj)
+            rate = 1.0 / (1.0 + i) ** 0.6
+            log_eps = jnp.where(i < self.warmup, log_eps + rate * (a - self.target), log_eps)
+            return (u_theta, lp, traj, log_eps), (self.assemble(u_theta, traj), a)
+
+        init = (u_theta, lp, traj, jnp.log(0.5 / math.sqrt(max(d, 1))))
+        _, (us, acc) = jax.lax.scan(step, init, (jnp.arange(total), jax.random.split(k2, total)))
+        return us[self.warmup:], acc[self.warmup:]
+
+    def run(self, seed: int = 0, progress=None) -> Draws:
+        d = super().run(seed, progress)
+        d.attrs["smc_algorithm"] = (f"particle marginal Metropolis-Hastings ({self.evidence_method}, "
+                                    "random-walk proposals)")
+        return d
 
 
 # ============================================================================ tempered SMC

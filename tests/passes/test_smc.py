@@ -241,3 +241,14 @@ def test_sv_particle_gibbs_matches_nuts(sv_model, shared_data):
         se = np.hypot(*(float(az.mcse(x, var_names=[v])[v]) for x in (pg, hmc)))
         assert abs(a.mean() - b.mean()) < 4 * se + 0.01, (v, a.mean(), b.mean(), se)
         assert abs(a.std() - b.std()) < 0.25 * b.std(), (v, a.std(), b.std())
+
+
+def test_pmmh_posterior_vs_quadrature(lg100_free_a):
+    m, data, mean_a, exact = lg100_free_a
+    idata = m.sample(data, method="smc", parameters="pmmh", chains=2, draws=400, warmup=300,
+                     particles=100, seed=2, evidence_draws=100)
+    attrs = idata.posterior.attrs
+    assert attrs["smc_algorithm"].startswith("particle marginal")
+    assert idata.posterior["x"].shape == (2, 400, 100)
+    assert abs(float(idata.posterior["a"].mean()) - mean_a) < 0.04
+    assert abs(attrs["log_evidence"] - exact) < 4 * attrs["log_evidence_se"] + 0.02
