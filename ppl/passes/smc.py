@@ -246,7 +246,7 @@ def validate_ssm(ssm: SSMLowering, key, lowered: LoweredModel, points=2, rtol=1e
         b = ssm.joint_reference(vals, data)
         return a, b
 
-    for i, k in enumerate(split_keys(key, points)):
+    for k in split_keys(key, points):
         theta, traj, vals = _random_trace(ssm, k, lowered)
         a, b = (float(v) for v in both(theta, traj, vals, lowered.data_arrays))
         if not (np.isfinite(a) and np.isfinite(b)):
