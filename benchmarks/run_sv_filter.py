@@ -12,8 +12,8 @@ default (``--resampling every`` for every step; ppl's column uses whatever ppl's
 check that it matches before quoting ppl's figures).
 
 Per system and N: the first call is a warm-up (JAX compile, numba JIT) and is reported as
-"first call"; then ``runs`` filters with distinct seeds, interleaved round-robin across
-systems. Reported: median time per filter, mean and sd of log Ẑ over the runs, the mean's
+"first call"; then ``runs`` filters with distinct seeds, interleaved across systems in a fresh
+random order each round. Reported: median time per filter, mean and sd of log Ẑ over the runs, the mean's
 distance from the reference −492.403 (±0.02), and time × variance (median time × sd², the
 cost of a given accuracy: lower is better). Ratios are ppl / anchor and JAX / particles.
 Note the sd over few runs is itself uncertain: relative sd ≈ 1/sqrt(2 (runs − 1)).
@@ -215,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
                     print("  " + msg, file=sys.stderr)
                     notes.append(msg)
             out: dict[str, dict] = {s: {"log_z": [], "time_s": []} for s in live}
+            # A fresh random order every round: a system run right after the particles worker
+            # (another process) or after an idle gap starts with cold caches and parked
+            # threads and is slower; a fixed rotation would hand that penalty to one system.
+            rng = np.random.default_rng(seed)
             for r in range(runs):
-                order = live[r % len(live):] + live[:r % len(live)] if live else []
+                order = list(rng.permutation(live)) if live else []
                 for s in order:
                     if s not in filters:
                         continue
