@@ -7,9 +7,17 @@ from the backward kernel on the particle set, B_t(i, j) ∝ W_{t-1}^j p(x_t^i | 
 
     τ_t^i = (1/Ñ) Σ_k [ τ_{t-1}^{J_k} + h_t(x_{t-1}^{J_k}, x_t^i) ],     estimate Σ_i W_T^i τ_T^i.
 
-The backward kernel is sampled exactly (an N×N matrix of log weights per step), so the cost is
-O(N²) per step: meant for small N, as in particle Gibbs. The forward pass always resamples
-multinomially.
+Two ways to draw J (`backward=`):
+- "exact": from an N×N matrix of log weights per step, O(N²) per step — for small N.
+- "mcmc": O(N Ñ) per step (Dau & Chopin 2022, "On backward smoothing algorithms"). With the
+  bootstrap proposal and multinomial resampling at every step, particle i's ancestor A^i is
+  itself an exact draw from B_t(i, ·) given x_t^i (the pair (A^i, x_t^i) has density
+  W_{t-1}^a p(x_t | x_{t-1}^a)); so is the reference's ancestor under ancestor sampling. The
+  first draw is the ancestor, each further one an independent Metropolis–Hastings move from
+  the previous (proposal j' ~ W_{t-1}, acceptance p(x_t^i | x_{t-1}^{j'}) / p(x_t^i | x_{t-1}^j)),
+  which leaves B_t(i, ·) invariant: every draw is exact marginally, so the τ recursion keeps
+  its expectation. Needs the bootstrap proposal.
+The forward pass always resamples multinomially.
 
 Conditional PaRIS keeps a reference trajectory in slot N-1 (conditional SMC); the backward
 draws may pick it like any particle. A new reference is then drawn by choosing x_T by W_T and
@@ -49,7 +57,8 @@ def _tree_mean_over_draws(tree):
 
 @partial(
     jax.jit,
-    static_argnames=("model", "num_particles", "additive_fn", "initial_fn", "num_backward"),
+    static_argnames=("model", "num_particles", "additive_fn", "initial_fn", "num_backward",
+                     "backward"),
 )
 def run(
     key,
@@ -60,12 +69,18 @@ def run(
     initial_fn: Optional[Callable] = None,
     num_backward: int = 2,
     reference=None,
+    backward: str = "exact",
 ) -> ParisResult:
     """PaRIS forward pass; with `reference` (leaves (T, ...)) the conditional version.
 
     `additive_fn(prev_state, state, t, params)` is h_t for t >= 1 and `initial_fn(state, params)`
     is h_0 (default: h_0 = 0 with the shape of h_1). Both return a pytree of arrays.
     """
+    if backward not in ("exact", "mcmc"):
+        raise ValueError(f'backward must be "exact" or "mcmc", not {backward!r}')
+    if backward == "mcmc" and model.proposal is not None:
+        raise ValueError('backward="mcmc" needs the bootstrap proposal (the ancestors are then '
+                         "draws from the backward kernel)")
     n = num_particles
     k0, k_scan, k_out = jax.random.split(key, 3)
     x0, lw0 = _pg.conditional_init(k0, model, params, n, reference)
@@ -83,14 +98,17 @@ def run(
         x_prev, lw_prev, tau_prev, lz = carry
         t, k = inp
         k_fwd, k_bwd = jax.random.split(k)
-        x, lw, _ = _pg.conditional_step(k_fwd, model, params, x_prev, lw_prev, t, reference, True)
+        x, lw, anc = _pg.conditional_step(k_fwd, model, params, x_prev, lw_prev, t, reference, True)
         lw, inc = _resampling.normalize_log_weights(lw)
-        # log B_t(i, j) up to a per-row constant: rows index x_t^i, columns x_{t-1}^j.
-        trans = jax.vmap(
-            lambda xi: jax.vmap(model.transition_logpdf, (None, 0, None, None))(xi, x_prev, t, params)
-        )(x)
-        logits = lw_prev[None, :] + _pf._clean(trans)
-        J = jax.random.categorical(k_bwd, logits, axis=-1, shape=(num_backward, n))  # (Ñ, N)
+        if backward == "mcmc":
+            J = _mcmc_backward(k_bwd, model, params, x, x_prev, lw_prev, anc, t, num_backward)
+        else:
+            # log B_t(i, j) up to a per-row constant: rows index x_t^i, columns x_{t-1}^j.
+            trans = jax.vmap(
+                lambda xi: jax.vmap(model.transition_logpdf, (None, 0, None, None))(xi, x_prev, t, params)
+            )(x)
+            logits = lw_prev[None, :] + _pf._clean(trans)
+            J = jax.random.categorical(k_bwd, logits, axis=-1, shape=(num_backward, n))  # (Ñ, N)
         prev_J = _pg._take(x_prev, J)
         h = jax.vmap(jax.vmap(additive_fn, (0, 0, None, None)), (0, None, None, None))(prev_J, x, t, params)
         tau = jax.tree_util.tree_map(lambda tp, hh: jnp.mean(tp[J] + hh, axis=0), tau_prev, h)
@@ -118,10 +136,32 @@ def run(
     return ParisResult(estimate, lz - model.num_steps * jnp.log(n), tau_T, lw_T, trajectory)
 
 
+def _mcmc_backward(key, model, params, x, x_prev, lw_prev, anc, t, num_backward):
+    """(Ñ, N) backward indices: the ancestors, then independent-proposal MH moves on B_t."""
+    n = lw_prev.shape[0]
+    w_prev = jnp.exp(lw_prev)
+
+    def logp(j):
+        return _pf._clean(jax.vmap(model.transition_logpdf, (0, 0, None, None))(
+            x, _pg._take(x_prev, j), t, params))
+
+    J, lp = anc.astype(jnp.int32), logp(anc)
+    draws = [J]
+    for k in jax.random.split(key, num_backward - 1) if num_backward > 1 else ():
+        k_prop, k_acc = jax.random.split(k)
+        prop = jnp.asarray(_resampling.multinomial(k_prop, w_prev, n), jnp.int32)
+        lp_prop = logp(prop)
+        ok = jnp.log(jax.random.uniform(k_acc, (n,), dtype=lp.dtype)) < lp_prop - lp
+        J, lp = jnp.where(ok, prop, J), jnp.where(ok, lp_prop, lp)
+        draws.append(J)
+    return jnp.stack(draws)
+
+
 @partial(
     jax.jit,
     static_argnames=(
         "model", "num_particles", "num_iterations", "additive_fn", "initial_fn", "num_backward",
+        "backward",
     ),
 )
 def paris_particle_gibbs(
@@ -134,6 +174,7 @@ def paris_particle_gibbs(
     initial_fn: Optional[Callable] = None,
     num_backward: int = 2,
     init_reference=None,
+    backward: str = "exact",
 ):
     """PaRIS particle Gibbs: iterate conditional PaRIS, each sweep's trajectory the next
     reference. Returns (estimates per iteration, trajectories per iteration); average the
@@ -142,11 +183,12 @@ def paris_particle_gibbs(
     k_init, k_iter = jax.random.split(key)
     if init_reference is None:
         init_reference = run(
-            k_init, model, params, num_particles, additive_fn, initial_fn, num_backward
-        ).trajectory
+            k_init, model, params, num_particles, additive_fn, initial_fn, num_backward,
+            backward=backward).trajectory
 
     def step(ref, k):
-        res = run(k, model, params, num_particles, additive_fn, initial_fn, num_backward, ref)
+        res = run(k, model, params, num_particles, additive_fn, initial_fn, num_backward, ref,
+                  backward)
         return res.trajectory, (res.estimate, res.trajectory)
 
     _, (estimates, trajs) = lax.scan(step, init_reference, jax.random.split(k_iter, num_iterations))
