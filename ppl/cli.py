@@ -56,6 +56,12 @@ def cmd_sample(args) -> int:
     if ev is not None:
         se = attrs.get("log_evidence_se")
         print(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
+    smoothed = [k[len("smoothed_"):] for k in attrs if k.startswith("smoothed_") and not k.endswith("_se")]
+    if smoothed:
+        print(f"additive functionals, E[· | data] ({attrs.get('smoothing_method', '')}):")
+        for n in smoothed:
+            se = attrs.get(f"smoothed_{n}_se")
+            print(f"  {n} = {float(attrs[f'smoothed_{n}']):.6g}" + (f" ± {float(se):.2g}" if se is not None else ""))
     if attrs.get("marginals"):
         _print_exact_marginals(attrs["marginals"], args.max_elements)
     shown, hidden = _summary_vars(idata, args.max_elements, args.vars) if has_posterior else ([], [])

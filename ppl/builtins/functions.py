@@ -105,6 +105,8 @@ _RED = [  # reductions to a scalar
     ("log_determinant", lambda m: jnp.linalg.slogdet(m)[1]), ("determinant", jnp.linalg.det),
 ]
 
+ELEMENTWISE = frozenset(n for n, _ in _EL + _EL_INT + _EL2)  # applied element by element
+
 FUNCTIONS = {}
 for _n, _fn in _EL:
     FUNCTIONS[_n] = _spec(_n, _fn, 1)

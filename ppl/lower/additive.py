@@ -1,0 +1,224 @@
+"""Additive functionals of a state-space model's states, found in its `generated` block.
+
+A generated quantity written as a sum (or mean) over the time index of an elementwise
+expression of the states,
+
+    generated {
+      mean_vol = mean(exp(x / 2))                 # (1/T) Σ_t exp(x[t] / 2)
+      persistence = sum(x[2:T] .* x[1:T-1])       # Σ_{t≥2} x[t] x[t-1]
+    }
+
+is S = Σ_t h_t(x_{t-1}, x_t), what PaRIS estimates E[S | y] of (ppl/algorithms/paris.py). Its
+operands are whole state vectors or slices of them (lag 0 or 1 once aligned), data vectors or
+slices (any offset), and scalars; its operations are arithmetic and the elementwise builtins.
+`find` rewrites the expression into the per-step term h_t — each vector operand becomes its
+element at step t, read through `LagWindow`s like the model's own `x[t]` / `x[t-1]` — and
+says, for every other generated quantity, why it is not additive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import jax.numpy as jnp
+
+from ..builtins.functions import ELEMENTWISE
+from ..syntax import ast as A
+from .evaluator import Evaluator, LoweringError, static_int
+from .statespace import LagWindow, SSMLowering
+
+STEP = "__step"  # the time index in rewritten terms; not a legal identifier in the language
+_ARITH = {"+", "-", "*", "/", "^", ".*", "./", ".^"}
+
+
+@dataclass(frozen=True)
+class AdditiveFunctional:
+    """S = scale · Σ_{t=lo..hi} term(t), `term` reading states as x[t] / x[t-1]."""
+    name: str
+    term: A.Expr
+    lo: int
+    hi: int
+    scale: float
+    span: A.Span
+
+
+class NotAdditive(Exception):
+    pass
+
+
+@dataclass
+class _Operand:
+    name: str
+    state: bool
+    start: int  # 1-based index of the operand's first element
+    length: int
+
+
+def _generated_assignments(graph):
+    for s in graph.checked.body:
+        if isinstance(s, A.Generated):
+            for g in s.body:
+                if isinstance(g, A.Assign) and not g.target.indices:
+                    yield g.target.name, g.value, g.span
+                elif isinstance(g, A.VarDecl) and g.value is not None:
+                    yield g.name, g.value, g.span
+
+
+def find(ssm: SSMLowering) -> Tuple[List[AdditiveFunctional], Dict[str, str]]:
+    """(additive functionals, {other generated name: why not additive})."""
+    found, other = [], {}
+    for name, value, span in _generated_assignments(ssm.graph):
+        try:
+            found.append(_functional(ssm, name, value, span))
+        except NotAdditive as e:
+            other[name] = str(e)
+    return found, other
+
+
+def _functional(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
+    if not (isinstance(value, A.Call) and value.func in ("sum", "mean") and len(value.args) == 1):
+        raise NotAdditive("not a sum or mean over the time index")
+    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=ssm.lowered.fixed_names)
+    operands: List[_Operand] = []
+    _collect(ssm, ev, value.args[0], operands)
+    states = [o for o in operands if o.state]
+    if not states:
+        raise NotAdditive("reads no state variable")
+    lengths = {o.length for o in operands}
+    if len(lengths) != 1:
+        raise NotAdditive("its vectors have different lengths")
+    (length,) = lengths
+    first = max(o.start for o in states)  # the step of the operands' first elements
+    if any(first - o.start > 1 for o in states):
+        raise NotAdditive("it pairs states more than one step apart")
+    term = _rewrite(ssm, value.args[0], first)
+    lo, hi = first, first + length - 1
+    if lo < 1 or hi > ssm.T:
+        raise NotAdditive("its steps fall outside 1..T")
+    scale = 1.0 / length if value.func == "mean" else 1.0
+    return AdditiveFunctional(name, term, lo, hi, scale, span)
+
+
+def _rank(ssm, name) -> Optional[int]:
+    v = ssm.graph.checked.variables.get(name)
+    return None if v is None else v.ty.rank
+
+
+def _vector(ssm, name) -> Optional[Tuple[bool, int]]:
+    """(is a state, length) of a 1-D operand; None for a scalar."""
+    if name in ssm.form.state_vars:
+        return True, ssm.T
+    if name in ssm.lowered.data_arrays:
+        shape = ssm.lowered.data_arrays[name].shape
+        if len(shape) == 0:
+            return None
+        if len(shape) == 1:
+            return False, int(shape[0])
+        raise NotAdditive(f'"{name}" has more than one dimension')
+    for given in (ssm.lowered.static, ssm.lowered.fixed):
+        if name in given and jnp.ndim(given[name]) == 0:
+            return None
+    if name not in ssm.lowered.static and name not in ssm.lowered.fixed and _rank(ssm, name) == 0:
+        return None
+    raise NotAdditive(f'"{name}" is neither a state, a data vector nor a scalar')
+
+
+def _collect(ssm, ev, e, out):
+    if isinstance(e, A.Num):
+        return
+    if isinstance(e, A.Name):
+        v = _vector(ssm, e.id)
+        if v is not None:
+            out.append(_Operand(e.id, v[0], 1, v[1]))
+        return
+    if isinstance(e, A.Index) and isinstance(e.base, A.Name) and len(e.indices) == 1 \
+            and isinstance(e.indices[0], A.Slice):
+        v = _vector(ssm, e.base.id)
+        if v is None:
+            raise NotAdditive(f'"{e.base.id}" is a scalar')
+        sl = e.indices[0]
+        try:
+            lo = 1 if sl.lo is None else static_int(ev.expr(sl.lo), sl.span, "a slice bound")
+            hi = v[1] if sl.hi is None else static_int(ev.expr(sl.hi), sl.span, "a slice bound")
+        except LoweringError:
+            raise NotAdditive("a slice bound is not fixed by the data") from None
+        out.append(_Operand(e.base.id, v[0], lo, hi - lo + 1))
+        return
+    if isinstance(e, A.BinOp) and e.op in _ARITH:
+        _collect(ssm, ev, e.left, out)
+        _collect(ssm, ev, e.right, out)
+        return
+    if isinstance(e, A.UnOp) and e.op == "-":
+        _collect(ssm, ev, e.operand, out)
+        return
+    if isinstance(e, A.Call) and e.func in ELEMENTWISE and e.given is None:
+        for a in e.args:
+            _collect(ssm, ev, a, out)
+        return
+    raise NotAdditive("its summand is not elementwise in time (only arithmetic, elementwise "
+                      "functions, vectors and their slices)")
+
+
+def _at_step(name, offset, span):
+    """`name[__step - offset]`."""
+    idx = A.Name(span, STEP) if offset == 0 else \
+        A.BinOp(span, "-" if offset > 0 else "+", A.Name(span, STEP), A.Num(span, abs(offset), True))
+    return A.Index(span, A.Name(span, name), (idx,))
+
+
+def _rewrite(ssm, e, first):
+    """The summand at step `__step`: operand element k is the element at step first - 1 + k."""
+    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=ssm.lowered.fixed_names)
+    if isinstance(e, A.Num):
+        return e
+    if isinstance(e, A.Name):
+        return e if _vector(ssm, e.id) is None else _at_step(e.id, first - 1, e.span)
+    if isinstance(e, A.Index):
+        sl = e.indices[0]
+        start = 1 if sl.lo is None else static_int(ev.expr(sl.lo), sl.span, "a slice bound")
+        return _at_step(e.base.id, first - start, e.span)
+    if isinstance(e, A.BinOp):
+        op = {".*": "*", "./": "/", ".^": "^"}.get(e.op, e.op)
+        return A.BinOp(e.span, op, _rewrite(ssm, e.left, first), _rewrite(ssm, e.right, first))
+    if isinstance(e, A.UnOp):
+        return A.UnOp(e.span, e.op, _rewrite(ssm, e.operand, first))
+    return A.Call(e.span, e.func, tuple(_rewrite(ssm, a, first) for a in e.args), None, e.func_span)
+
+
+# ------------------------------------------------------------------------ per-step functions
+def step_functions(ssm: SSMLowering, functionals: List[AdditiveFunctional]):
+    """(initial_fn(x0, params), additive_fn(prev, x, k, params)) for ppl.algorithms.paris:
+    each returns the vector of the functionals' terms at 0-based step k (model step k + 1)."""
+
+    def terms(cur, prev, t, params):
+        windows = {n: LagWindow(n, cur[n], None if prev is None else prev[n])
+                   for n in ssm.form.state_vars}
+        ev = ssm._ev(params, windows, t)
+        ev.env[STEP] = t
+        out = []
+        for f in functionals:
+            if prev is None and f.lo > 1:
+                out.append(jnp.zeros(()))
+                continue
+            v = f.scale * jnp.asarray(ev.expr(f.term), jnp.result_type(float))
+            out.append(jnp.where((t >= f.lo) & (t <= f.hi), v, 0.0) if prev is not None else v)
+        return jnp.stack(out)
+
+    def initial_fn(x0, params):
+        return terms(x0, None, jnp.int32(1), params)
+
+    def additive_fn(prev, x, k, params):
+        return terms(x, prev, k + 1, params)
+
+    return initial_fn, additive_fn
+
+
+def along(ssm: SSMLowering, functionals, traj, params):
+    """The functionals summed along one trajectory (leaves (T,)) — for validation."""
+    initial_fn, additive_fn = step_functions(ssm, functionals)
+    import jax  # noqa: PLC0415
+    first = initial_fn({n: traj[n][0] for n in ssm.form.state_vars}, params)
+    rest = jax.vmap(lambda k: additive_fn({n: traj[n][k - 1] for n in ssm.form.state_vars},
+                                          {n: traj[n][k] for n in ssm.form.state_vars}, k, params))(
+        jnp.arange(1, ssm.T, dtype=jnp.int32))
+    return first + jnp.sum(rest, axis=0)
