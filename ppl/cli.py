@@ -102,6 +102,9 @@ def _method_options(args) -> dict:
             raise PPLError(f'--option "{item}" is not KEY=VALUE', None,
                            "for example --option resampling=stratified")
         value = text.strip()
+        if value.lower() in ("true", "false"):
+            opts[key.strip().replace("-", "_")] = value.lower() == "true"
+            continue
         for convert in (int, float):
             try:
                 value = convert(value)

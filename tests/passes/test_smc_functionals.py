@@ -110,3 +110,6 @@ def test_cli_prints_the_functionals(tmp_path, y, capsys):
     out = capsys.readouterr().out
     assert "additive functionals, E[· | data] (exact smoothing draws (Kalman, backward sampling)):" in out
     assert "  total = " in out and "  cross = " in out
+    assert cli_main(["sample", str(src), "--data", str(data), "--method", "smc", "--draws", "50",
+                     "--option", "paris=false"]) == 0
+    assert "additive functionals" not in capsys.readouterr().out
