@@ -214,6 +214,28 @@ def test_bootstrap_unbiased_prefix(lg_y):
     assert lz.mean() < ref  # Jensen: log Ẑ is biased low
 
 
+def test_blocked_noise_filter(lg_y, monkeypatch):
+    # Transition noise drawn 4 steps at a time (NOISE_BLOCK shrunk so that 15 steps make 3
+    # blocks and a remainder of 2): the same law as drawing step by step, so Ẑ stays unbiased
+    # and the filtering means follow the Kalman filter's at the right steps.
+    monkeypatch.setattr(pf, "NOISE_BLOCK", 4 * 128)
+    y = lg_y[:15]
+    model = lg_model(y)._replace(
+        transition_noise=lambda k, m, n: jax.random.normal(k, (m, n)),
+        transition_from_noise=lambda e, xp, t, p: p["phi"] * xp + e,
+        noise_size=1)
+    assert pf._noise_block(model, 128) == 4
+    kf = kalman.filter(lg_kalman(y), y)
+    res = pf.run_many(jax.random.split(jax.random.key(6), 400), model, LG_PARAMS, 128)
+    est, se = log_mean_exp_and_se(np.asarray(res.log_evidence))
+    assert abs(est - float(kf.log_evidence)) < 4 * se, (est, se)
+    fm = np.asarray(res.filtering_means).mean(0)
+    err = np.abs(fm - np.asarray(kf.filtered_means[:, 0]))
+    # the spread of a 128-particle weighted mean at each step, averaged over 400 runs
+    tol = 4 * np.asarray(res.filtering_means).std(0) / np.sqrt(400) + 0.01
+    assert np.all(err < tol), (err, tol)
+
+
 @pytest.mark.slow
 def test_bootstrap_spread_matches_readme(lg_y):
     res = pf.run_many(jax.random.split(jax.random.key(5), 200), lg_model(lg_y), LG_PARAMS, 1000)
