@@ -226,9 +226,9 @@ def run(
     # as splitting inside the step, without a small hash per step in the loop.
     step_keys = jax.vmap(jax.random.split)(keys)
     carry0 = (x0, log_w0_norm, w0, ess0, failed0)
-    block = _noise_block(model, n)
+    block = noise_block(model, n)
     if block:
-        (x_T, log_w_T, _, _, failed), outs = _scan_with_noise(
+        (x_T, log_w_T, _, _, failed), outs = scan_with_noise(
             step, carry0, (ts, step_keys[:, 0], step_keys[:, 1]), model, n, block)
     else:
         (x_T, log_w_T, _, _, failed), outs = lax.scan(
@@ -267,7 +267,7 @@ def run(
 NOISE_BLOCK = 1 << 17
 
 
-def _noise_block(model: StateSpaceModel, n: int) -> int:
+def noise_block(model: StateSpaceModel, n: int) -> int:
     """Steps per noise block, or 0 to draw step by step."""
     if model.proposal is not None or model.transition_from_noise is None or model.noise_size < 1:
         return 0
@@ -275,9 +275,10 @@ def _noise_block(model: StateSpaceModel, n: int) -> int:
     return k if k >= 4 else 0
 
 
-def _scan_with_noise(step, carry, xs, model, n, block):
+def scan_with_noise(step, carry, xs, model, n, block):
     """`lax.scan(step, carry, xs + (noise,))` with each step's transition noise drawn `block`
-    steps at a time, from the steps' own propagation keys (xs[2]) folded per block."""
+    steps at a time; xs[2] holds per-step keys the step does not otherwise use, and the first
+    key of each block draws that block's noise."""
     ts, k_res, k_prop = xs
     steps = ts.shape[0]
     nb, rem = divmod(steps, block)

@@ -224,7 +224,7 @@ def test_blocked_noise_filter(lg_y, monkeypatch):
         transition_noise=lambda k, m, n: jax.random.normal(k, (m, n)),
         transition_from_noise=lambda e, xp, t, p: p["phi"] * xp + e,
         noise_size=1)
-    assert pf._noise_block(model, 128) == 4
+    assert pf.noise_block(model, 128) == 4
     kf = kalman.filter(lg_kalman(y), y)
     res = pf.run_many(jax.random.split(jax.random.key(6), 400), model, LG_PARAMS, 128)
     est, se = log_mean_exp_and_se(np.asarray(res.log_evidence))
