@@ -12,8 +12,19 @@ is S = Σ_t h_t(x_{t-1}, x_t), what PaRIS estimates E[S | y] of (ppl/algorithms/
 operands are whole state vectors or slices of them (lag 0 or 1 once aligned), data vectors or
 slices (any offset), and scalars; its operations are arithmetic and the elementwise builtins.
 `find` rewrites the expression into the per-step term h_t — each vector operand becomes its
-element at step t, read through `LagWindow`s like the model's own `x[t]` / `x[t-1]` — and
-says, for every other generated quantity, why it is not additive.
+element at step t, read through `LagWindow`s like the model's own `x[t]` / `x[t-1]`.
+
+The same functional written as a loop, as in Stan, is found too:
+
+    generated {
+      ssq = 0
+      for t in 2:T { ssq = ssq + (x[t] - x[t-1])^2 }
+      ssq = ssq / (T - 1)                         # optional: a division by a fixed number
+    }
+
+(a constant start, accumulation loops whose summands read states only as x[t] and x[t-1],
+and at most a final division by a number the data fix). `find` says, for every other
+generated quantity, why it is not additive.
 """
 from __future__ import annotations
 
@@ -32,13 +43,22 @@ _ARITH = {"+", "-", "*", "/", "^", ".*", "./", ".^"}
 
 
 @dataclass(frozen=True)
-class AdditiveFunctional:
-    """S = scale · Σ_{t=lo..hi} term(t), `term` reading states as x[t] / x[t-1]."""
-    name: str
-    term: A.Expr
+class Term:
+    """scale · Σ_{t=lo..hi} expr, with the step index named `var` in expr."""
+    expr: A.Expr
+    var: str
     lo: int
     hi: int
     scale: float
+    lag: bool  # reads some state at t-1
+
+
+@dataclass(frozen=True)
+class AdditiveFunctional:
+    """S = offset + Σ over its terms."""
+    name: str
+    terms: Tuple[Term, ...]
+    offset: float
     span: A.Span
 
 
@@ -54,28 +74,140 @@ class _Operand:
     length: int
 
 
-def _generated_assignments(graph):
+def _definitions(graph):
+    """{generated name: [(statement, enclosing top-level loop or None)]}, in order."""
+    defs: Dict[str, list] = {}
     for s in graph.checked.body:
-        if isinstance(s, A.Generated):
-            for g in s.body:
-                if isinstance(g, A.Assign) and not g.target.indices:
-                    yield g.target.name, g.value, g.span
-                elif isinstance(g, A.VarDecl) and g.value is not None:
-                    yield g.name, g.value, g.span
+        if not isinstance(s, A.Generated):
+            continue
+        for g in s.body:
+            if isinstance(g, A.Assign):
+                defs.setdefault(g.target.name, []).append((g, None))
+            elif isinstance(g, A.VarDecl) and g.value is not None:
+                defs.setdefault(g.name, []).append((g, None))
+            elif isinstance(g, A.For):
+                for b in g.body:
+                    if isinstance(b, A.Assign):
+                        defs.setdefault(b.target.name, []).append((b, g))
+    return defs
 
 
 def find(ssm: SSMLowering) -> Tuple[List[AdditiveFunctional], Dict[str, str]]:
     """(additive functionals, {other generated name: why not additive})."""
     found, other = [], {}
-    for name, value, span in _generated_assignments(ssm.graph):
+    for name, stmts in _definitions(ssm.graph).items():
+        v = ssm.graph.checked.variables.get(name)
+        if v is None or v.kind != "generated":  # values local to a loop, model variables
+            continue
         try:
-            found.append(_functional(ssm, name, value, span))
+            if len(stmts) == 1 and stmts[0][1] is None:
+                s = stmts[0][0]
+                value = s.value
+                found.append(_vectorised(ssm, name, value, s.span))
+            else:
+                found.append(_accumulated(ssm, name, stmts))
         except NotAdditive as e:
             other[name] = str(e)
     return found, other
 
 
-def _functional(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
+def _static_number(ssm, e) -> float:
+    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=frozenset())
+    try:
+        v = ev.expr(e)
+        return float(v)
+    except Exception:  # noqa: BLE001 — anything not fixed by the data
+        raise NotAdditive("its start or final divisor is not a number fixed by the data") from None
+
+
+def _accumulated(ssm, name, stmts) -> AdditiveFunctional:
+    """`name = c`, then loops of `name = name + summand`, then optionally `name = name / d`."""
+    first, loop = stmts[0]
+    whole = isinstance(first, A.VarDecl) or not first.target.indices
+    if loop is not None or not whole:
+        raise NotAdditive("not a sum: it does not start from a constant before its loops")
+    offset = _static_number(ssm, first.value)
+    rest, divisor = list(stmts[1:]), 1.0
+    last, last_loop = rest[-1] if rest else (None, None)
+    if last is not None and last_loop is None and isinstance(last.value, A.BinOp) and \
+            last.value.op == "/" and _is_name(last.value.left, name):
+        divisor = _static_number(ssm, last.value.right)
+        rest = rest[:-1]
+    if not rest:
+        raise NotAdditive("not a sum over the time index")
+    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=ssm.lowered.fixed_names)
+    terms = []
+    for s, loop in rest:
+        v = s.value
+        if loop is None or s.target.indices or not (isinstance(v, A.BinOp) and v.op == "+"
+                                                    and _is_name(v.left, name)):
+            raise NotAdditive(f'line {s.span.line} is not an accumulation `{name} = {name} + …` '
+                              "directly inside a loop over the time index")
+        lag = _check_summand(ssm, v.right, loop.var, name)
+        try:
+            lo = static_int(ev.expr(loop.lo), loop.span, "a loop bound")
+            hi = static_int(ev.expr(loop.hi), loop.span, "a loop bound")
+        except LoweringError:
+            raise NotAdditive("its loop bounds are not fixed by the data") from None
+        if lo < 1 or hi > ssm.T or (lag and lo < 2):
+            raise NotAdditive("its loop runs outside the time steps")
+        terms.append(Term(v.right, loop.var, lo, hi, 1.0 / divisor, lag))
+    return AdditiveFunctional(name, tuple(terms), offset / divisor, stmts[0][0].span)
+
+
+def _is_name(e, name):
+    return isinstance(e, A.Name) and e.id == name
+
+
+def _check_summand(ssm, e, var, name) -> bool:
+    """Whether the summand reads a state at t-1; NotAdditive if it reads states other than as
+    x[t] / x[t-1], the quantity itself, or a name that is not data, a parameter or the index."""
+    lag = False
+
+    def walk(e):
+        nonlocal lag
+        if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.base.id in ssm.form.state_vars:
+            (i,) = e.indices if len(e.indices) == 1 else (None,)
+            if _is_name(i, var):
+                return
+            if isinstance(i, A.BinOp) and i.op == "-" and _is_name(i.left, var) and \
+                    isinstance(i.right, A.Num) and i.right.value == 1:
+                lag = True
+                return
+            raise NotAdditive(f'it reads "{e.base.id}" other than at the step or the step before')
+        if isinstance(e, A.Name):
+            if e.id in ssm.form.state_vars:
+                raise NotAdditive(f'its summand reads all of "{e.id}"')
+            v = ssm.graph.checked.variables.get(e.id)
+            if e.id != var and (v is None or v.kind == "generated"):
+                raise NotAdditive(f'its summand reads "{e.id}", which is not data, a model '
+                                  "variable or the loop index")
+            return
+        for child in _children(e):
+            walk(child)
+
+    walk(e)
+    return lag
+
+
+def _children(e):
+    if isinstance(e, A.BinOp):
+        return (e.left, e.right)
+    if isinstance(e, A.UnOp):
+        return (e.operand,)
+    if isinstance(e, A.Call):
+        return tuple(e.args) + ((e.given,) if e.given is not None else ())
+    if isinstance(e, A.Index):
+        return (e.base,) + tuple(i for i in e.indices if not isinstance(i, A.Slice)) + tuple(
+            b for i in e.indices if isinstance(i, A.Slice) for b in (i.lo, i.hi) if b is not None)
+    if isinstance(e, A.Transpose):
+        return (e.operand,)
+    if isinstance(e, A.ArrayLit):
+        return tuple(e.items)
+    return ()
+
+
+def _vectorised(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
     if not (isinstance(value, A.Call) and value.func in ("sum", "mean") and len(value.args) == 1):
         raise NotAdditive("not a sum or mean over the time index")
     ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=ssm.lowered.fixed_names)
@@ -96,7 +228,8 @@ def _functional(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
     if lo < 1 or hi > ssm.T:
         raise NotAdditive("its steps fall outside 1..T")
     scale = 1.0 / length if value.func == "mean" else 1.0
-    return AdditiveFunctional(name, term, lo, hi, scale, span)
+    lag = any(first - o.start == 1 for o in states)
+    return AdditiveFunctional(name, (Term(term, STEP, lo, hi, scale, lag),), 0.0, span)
 
 
 def _rank(ssm, name) -> Optional[int]:
@@ -190,18 +323,23 @@ def step_functions(ssm: SSMLowering, functionals: List[AdditiveFunctional]):
     """(initial_fn(x0, params), additive_fn(prev, x, k, params)) for ppl.algorithms.paris:
     each returns the vector of the functionals' terms at 0-based step k (model step k + 1)."""
 
+    real = jnp.result_type(float)
+
     def terms(cur, prev, t, params):
         windows = {n: LagWindow(n, cur[n], None if prev is None else prev[n])
                    for n in ssm.form.state_vars}
         ev = ssm._ev(params, windows, t)
-        ev.env[STEP] = t
         out = []
         for f in functionals:
-            if prev is None and f.lo > 1:
-                out.append(jnp.zeros(()))
-                continue
-            v = f.scale * jnp.asarray(ev.expr(f.term), jnp.result_type(float))
-            out.append(jnp.where((t >= f.lo) & (t <= f.hi), v, 0.0) if prev is not None else v)
+            total = jnp.asarray(f.offset if prev is None else 0.0, real)
+            for term in f.terms:
+                if prev is None and (term.lo > 1 or term.lag):
+                    continue  # step 1 (only terms whose range starts there)
+                ev.env[term.var] = t
+                v = term.scale * jnp.asarray(ev.expr(term.expr), real)
+                total = total + (v if prev is None else
+                                 jnp.where((t >= term.lo) & (t <= term.hi), v, 0.0))
+            out.append(total)
         return jnp.stack(out)
 
     def initial_fn(x0, params):

@@ -22,6 +22,8 @@ for t in 1:T {{ y[t] ~ normal(x[t], 2) }}
 generated {{
   total = sum(x)
   cross = sum(x[2:T] .* x[1:T-1])
+  innovations = 0
+  for t in 2:T {{ innovations = innovations + (x[t] - a * x[t-1])^2 }}
 }}
 """
 T = 30
@@ -40,13 +42,17 @@ def y():
 
 
 def smoothed(y, a):
-    """(E[Σ x_t | y, a], E[Σ x_{t-1} x_t | y, a], log p(y | a)) from the Kalman smoother."""
+    """(E[Σ x_t | y, a], E[Σ x_{t-1} x_t | y, a], E[Σ (x_t - a x_{t-1})² | y, a], log p(y | a))
+    from the Kalman smoother."""
     one = jnp.eye(1)
     m = kalman.LinearGaussianSSM(m0=jnp.zeros(1), P0=one, F=a * one, Q=one, H=one, R=4.0 * one)
     sm = kalman.smoother(m, jnp.asarray(y))
     mu = np.asarray(sm.smoothed_means[:, 0])
-    cross = np.asarray(sm.smoothed_cross_covs[:, 0, 0])
-    return mu.sum(), (cross + mu[:-1] * mu[1:]).sum(), float(kalman.filter(m, jnp.asarray(y)).log_evidence)
+    sq = np.asarray(sm.smoothed_covs[:, 0, 0]) + mu**2  # E[x_t²]
+    cross = np.asarray(sm.smoothed_cross_covs[:, 0, 0]) + mu[:-1] * mu[1:]  # E[x_t x_{t+1}]
+    innovations = (sq[1:] - 2 * a * cross + a * a * sq[:-1]).sum()
+    return (mu.sum(), cross.sum(), innovations,
+            float(kalman.filter(m, jnp.asarray(y)).log_evidence))
 
 
 def _within(attrs, name, exact, k=4.0):
@@ -63,9 +69,10 @@ def test_kalman_draws(fixed_model, y):
     idata = fixed_model.sample({"T": T, "y": y.tolist(), "a": A_TRUE}, method="smc", seed=1)
     a = idata.posterior.attrs
     assert a["smoothing_method"].startswith("exact smoothing draws")
-    total, cross, _ = smoothed(y, A_TRUE)
+    total, cross, innovations, _ = smoothed(y, A_TRUE)
     _within(a, "total", total)
     _within(a, "cross", cross)
+    _within(a, "innovations", innovations)
     assert idata.posterior_predictive["cross"].shape == (4, 1000)
 
 
@@ -75,9 +82,10 @@ def test_paris_with_fixed_parameters(fixed_model, y):
     a = idata.posterior.attrs
     assert a["smoothing_method"] == "PaRIS, 20 independent runs of 200 particles"
     assert idata.sample_stats["total_paris"].shape == (20, 1)
-    total, cross, _ = smoothed(y, A_TRUE)
+    total, cross, innovations, _ = smoothed(y, A_TRUE)
     _within(a, "total", total)
     _within(a, "cross", cross)
+    _within(a, "innovations", innovations)
 
 
 def test_paris_inside_particle_gibbs(y):
@@ -87,13 +95,13 @@ def test_paris_inside_particle_gibbs(y):
     # exact: the smoother's expectations averaged over p(a | y), by quadrature on a grid
     grid = (np.arange(400) + 0.5) / 400
     vals = np.array([smoothed(y, g) for g in grid])
-    w = np.exp(vals[:, 2] - vals[:, 2].max())
+    w = np.exp(vals[:, 3] - vals[:, 3].max())
     w /= w.sum()
-    exact_total, exact_cross = w @ vals[:, 0], w @ vals[:, 1]
+    exact = w @ vals[:, :3]
     attrs = idata.posterior.attrs
     assert attrs["smoothing_method"].startswith("conditional PaRIS")
-    _within(attrs, "total", exact_total)
-    _within(attrs, "cross", exact_cross)
+    for name, value in zip(("total", "cross", "innovations"), exact):
+        _within(attrs, name, value)
     assert idata.sample_stats["cross_paris"].shape == (4, 500)
     # the plain draws of the generated quantity estimate the same expectation, less precisely
     plain = idata.posterior_predictive["cross"].values
