@@ -179,8 +179,27 @@ def cmd_check(args) -> int:
                   f"points (max |difference| {res['max_abs_diff']:.2g})")
         else:
             print(f"validation: skipped ({res['reason']})")
+        _print_additive(g, lowered)
     _print_warnings(model, sys.stdout)
     return 0
+
+
+def _print_additive(graph, lowered) -> None:
+    """Which generated quantities the smc pass estimates as additive functionals, and why the
+    others are not."""
+    from .ir.statespace import find as find_form
+    form, _ = find_form(graph)
+    if form is None or not lowered.generated_names:
+        return
+    from .lower.additive import find as find_additive
+    from .lower.statespace import SSMLowering
+    found, other = find_additive(SSMLowering(lowered, form))
+    print("generated quantities under smc:")
+    for f in found:
+        steps = ", ".join(f"{u.lo}..{u.hi}" for u in f.terms)
+        print(f"  {f.name:<16} additive over steps {steps}: E[· | data] by PaRIS")
+    for name, why in other.items():
+        print(f"  {name:<16} not additive: {why}")
 
 
 def cmd_calibrate(args) -> int:

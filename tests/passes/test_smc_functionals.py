@@ -121,3 +121,12 @@ def test_cli_prints_the_functionals(tmp_path, y, capsys):
     assert cli_main(["sample", str(src), "--data", str(data), "--method", "smc", "--draws", "50",
                      "--option", "paris=false"]) == 0
     assert "additive functionals" not in capsys.readouterr().out
+    # `ppl check` says which generated quantities are additive, and why the others are not
+    src.write_text(MODEL.format(prior="data a: real").rstrip().removesuffix("}")
+                   + "  peak = max(x)\n}\n")
+    assert cli_main(["check", str(src), "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "generated quantities under smc:\n  total            additive over steps 1..30: " \
+           "E[· | data] by PaRIS\n" in out
+    assert "  innovations      additive over steps 2..30" in out
+    assert "  peak             not additive: not a sum or mean over the time index" in out
