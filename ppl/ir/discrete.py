@@ -240,8 +240,8 @@ def _accesses_of(s, name):
 
 
 def _kids(x):
-    from .graph import _children
-    return _children(x)
+    from .graph import expr_children
+    return expr_children(x)
 
 
 def _classify(indices, loop) -> Optional[Access]:

@@ -331,14 +331,15 @@ def _reads_of(e):
         elif isinstance(x, A.Name):
             out.append((x.id, ()))
         else:
-            for child in _children(x):
+            for child in expr_children(x):
                 go(child)
 
     go(e)
     return out
 
 
-def _children(x):
+def expr_children(x):
+    """The direct subexpressions of an expression (slice bounds included)."""
     if isinstance(x, A.BinOp):
         return [x.left, x.right]
     if isinstance(x, (A.UnOp, A.Transpose)):

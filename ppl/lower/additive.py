@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Tuple
 import jax.numpy as jnp
 
 from ..builtins.functions import ELEMENTWISE
+from ..ir.graph import expr_children
 from ..syntax import ast as A
 from .evaluator import Evaluator, LoweringError, static_int
 from .statespace import LagWindow, SSMLowering
@@ -183,28 +184,11 @@ def _check_summand(ssm, e, var, name) -> bool:
                 raise NotAdditive(f'its summand reads "{e.id}", which is not data, a model '
                                   "variable or the loop index")
             return
-        for child in _children(e):
+        for child in expr_children(e):
             walk(child)
 
     walk(e)
     return lag
-
-
-def _children(e):
-    if isinstance(e, A.BinOp):
-        return (e.left, e.right)
-    if isinstance(e, A.UnOp):
-        return (e.operand,)
-    if isinstance(e, A.Call):
-        return tuple(e.args) + ((e.given,) if e.given is not None else ())
-    if isinstance(e, A.Index):
-        return (e.base,) + tuple(i for i in e.indices if not isinstance(i, A.Slice)) + tuple(
-            b for i in e.indices if isinstance(i, A.Slice) for b in (i.lo, i.hi) if b is not None)
-    if isinstance(e, A.Transpose):
-        return (e.operand,)
-    if isinstance(e, A.ArrayLit):
-        return tuple(e.items)
-    return ()
 
 
 def _vectorised(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
