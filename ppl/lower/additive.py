@@ -101,6 +101,8 @@ def find(ssm: SSMLowering) -> Tuple[List[AdditiveFunctional], Dict[str, str]]:
         if v is None or v.kind != "generated":  # values local to a loop, model variables
             continue
         try:
+            if len(stmts) != len(v.defined_by):
+                raise NotAdditive("it is assigned inside a nested block")
             if len(stmts) == 1 and stmts[0][1] is None:
                 s = stmts[0][0]
                 value = s.value
@@ -179,10 +181,9 @@ def _check_summand(ssm, e, var, name) -> bool:
         if isinstance(e, A.Name):
             if e.id in ssm.form.state_vars:
                 raise NotAdditive(f'its summand reads all of "{e.id}"')
-            v = ssm.graph.checked.variables.get(e.id)
-            if e.id != var and (v is None or v.kind == "generated"):
-                raise NotAdditive(f'its summand reads "{e.id}", which is not data, a model '
-                                  "variable or the loop index")
+            if e.id != var and e.id not in _known_at_each_step(ssm):
+                raise NotAdditive(f'its summand reads "{e.id}", which is not data, a static '
+                                  "parameter or the loop index")
             return
         for child in expr_children(e):
             walk(child)
@@ -221,6 +222,19 @@ def _rank(ssm, name) -> Optional[int]:
     return None if v is None else v.ty.rank
 
 
+def _known_at_each_step(ssm) -> set:
+    """Names a step's environment holds besides the states: data, the static parameters and
+    the top-level values computed from them (not, say, a deterministic built from the states)."""
+    names = set(ssm.lowered.static) | set(ssm.lowered.data_arrays) | set(ssm.lowered.fixed)
+    names |= set(ssm.form.params)
+    for st in ssm.form.static:
+        if isinstance(st, (A.Assign, A.Sample)):
+            names.add(st.target.name)
+        elif isinstance(st, A.VarDecl):
+            names.add(st.name)
+    return names
+
+
 def _vector(ssm, name) -> Optional[Tuple[bool, int]]:
     """(is a state, length) of a 1-D operand; None for a scalar."""
     if name in ssm.form.state_vars:
@@ -235,9 +249,10 @@ def _vector(ssm, name) -> Optional[Tuple[bool, int]]:
     for given in (ssm.lowered.static, ssm.lowered.fixed):
         if name in given and jnp.ndim(given[name]) == 0:
             return None
-    if name not in ssm.lowered.static and name not in ssm.lowered.fixed and _rank(ssm, name) == 0:
+    if name not in ssm.lowered.static and name not in ssm.lowered.fixed and _rank(ssm, name) == 0 \
+            and name in _known_at_each_step(ssm):
         return None
-    raise NotAdditive(f'"{name}" is neither a state, a data vector nor a scalar')
+    raise NotAdditive(f'"{name}" is neither a state, a data vector nor a scalar parameter')
 
 
 def _collect(ssm, ev, e, out):

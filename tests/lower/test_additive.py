@@ -41,6 +41,10 @@ generated {
   for t in 3:T { far_loop = far_loop + x[t] * x[t-2] }
   whole = 0
   for t in 1:T { whole = whole + sum(x) }
+  nested = sum(x)
+  for t in 1:T {
+    if (y[t] > 0) { nested = nested + 1 }
+  }
 }
 """
 T = 12
@@ -74,6 +78,7 @@ def test_which_generated_quantities_are_additive(found):
                   "functions, vectors and their slices)",
         "far_loop": 'it reads "x" other than at the step or the step before',
         "whole": 'its summand reads all of "x"',
+        "nested": "it is assigned inside a nested block",
     }
 
 
