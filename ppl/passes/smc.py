@@ -483,7 +483,7 @@ class ParticleGibbsProgram:
 
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
                  warmup=1000, particles=100, mh_steps=5, target_accept=0.3, proposal="auto",
-                 evidence_draws=200, evidence_particles=1000, paris=True, **_):
+                 evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000, **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
@@ -509,6 +509,9 @@ class ParticleGibbsProgram:
         self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
         self._evidence = jax.jit(self._evidence_impl)
         self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
+        # conditional PaRIS costs about a particle Gibbs sweep: run it at no more than
+        # `paris_draws` draws in all, every `paris_every`-th draw of each chain
+        self.paris_every = max(1, math.ceil(self.chains * self.draws / max(int(paris_draws), 1)))
         self._paris = jax.jit(self._paris_impl)
 
     def assemble(self, u_theta, traj):
@@ -595,14 +598,16 @@ class ParticleGibbsProgram:
         return jax.vmap(lambda k: self._chain(k, data))(jax.random.split(key, self.chains))
 
     def _paris_impl(self, key, us, data):
-        """Conditional PaRIS at every draw (rows of `us`): (draws, m) estimates of E[S | θ, y]."""
+        """Conditional PaRIS at each draw (rows of `us`): (draws, m) estimates of E[S | θ, y].
+        Batches of 16 vmapped runs (PaRIS resamples at every step, so nothing under vmap turns
+        a branch into a select) spread the per-step overhead of small operations."""
         def one(inp):
             u, k = inp
             params, _ = self.params_at(u[self.theta_idx], data)
             ref = {s.name: u[s.offset:s.offset + s.size] for s in self.state_slots}
             return self.additive.estimate(k, params, self.n, ref)
 
-        return jax.lax.map(one, (us, jax.random.split(key, us.shape[0])))
+        return jax.lax.map(one, (us, jax.random.split(key, us.shape[0])), batch_size=16)
 
     def _evidence_impl(self, key, mean, chol, dof, data):
         """log weights p̂(y | θ_i) p(θ_i) / q(θ_i) for θ_i ~ q = multivariate t(mean, chol, dof)."""
@@ -667,15 +672,20 @@ class ParticleGibbsProgram:
             gen = self._generated(split(k_gen, flat.shape[0]), values, self.lowered.data_arrays)
             predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
         if self.additive:
-            v = np.asarray(self._paris(k_paris, jnp.asarray(flat), self.lowered.data_arrays))
-            v = v.reshape(shape + v.shape[1:])  # (chains, draws, m)
+            every = self.paris_every
+            picked = np.asarray(us)[:, ::every].reshape(-1, self.lowered.dim)
+            v = np.asarray(self._paris(k_paris, jnp.asarray(picked), self.lowered.data_arrays))
+            v = v.reshape((self.chains, -1) + v.shape[1:])  # (chains, picked draws, m)
             ses = []
             for i, n in enumerate(self.additive.names):
-                stats[f"{n}_paris"] = v[..., i]
+                full = np.full(shape, np.nan)  # NaN at the draws PaRIS skipped
+                full[:, ::every] = v[..., i]
+                stats[f"{n}_paris"] = full
                 ses.append(_mcse(v[..., i]))
+            where = "each particle Gibbs draw" if every == 1 else \
+                f"one particle Gibbs draw in {every}"
             attrs.update(self.additive.attrs(v.mean((0, 1)), np.asarray(ses),
-                                              f"conditional PaRIS ({self.n} particles) at each "
-                                              "particle Gibbs draw"))
+                                              f"conditional PaRIS ({self.n} particles) at {where}"))
         d = Draws(posterior, stats, predictive, attrs=attrs)
         if not np.isfinite(est) and self.evidence_draws >= 2:
             d.warnings.append("log evidence not estimated: too few finite parameter draws")
