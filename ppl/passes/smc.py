@@ -462,9 +462,9 @@ class SMCPass(InferencePass):
 # ============================================================================ particle Gibbs
 class ParticleGibbsProgram:
     """Free static parameters: conditional SMC with ancestor sampling for the state trajectory,
-    alternating with random-walk Metropolis on the parameters (unconstrained; the step sizes
-    adapt during warm-up towards acceptance 0.3), then an importance-sampling estimate of the
-    log evidence.
+    alternating with random-walk Metropolis on the parameters (unconstrained; during warm-up
+    the step sizes adapt towards acceptance 0.3 and the proposal's shape to the parameters'
+    covariance), then an importance-sampling estimate of the log evidence.
 
     Two parameter moves per sweep when the states are normal draws (x = loc + scale · ε):
     given the trajectory x (centred), and given the standardised noise ε with x rebuilt from
@@ -542,12 +542,13 @@ class ParticleGibbsProgram:
         def logp(ut, traj):
             return _pf._clean(lw.log_density(self.assemble(ut, traj), data))
 
-        def metropolis(key, ut, state, target, log_eps):
-            """`mh_steps` random-walk moves on ut; target(ut) -> (log density, state)."""
+        def metropolis(key, ut, state, target, log_eps, shape):
+            """`mh_steps` random-walk moves on ut; target(ut) -> (log density, state);
+            proposal ut + exp(log_eps) · shape @ z."""
             def mh(c, kk):
                 ut, lp, st, acc = c
                 ka, kb = jax.random.split(kk)
-                prop = ut + jnp.exp(log_eps) * jax.random.normal(ka, (d,))
+                prop = ut + jnp.exp(log_eps) * (shape @ jax.random.normal(ka, (d,)))
                 lp_prop, st_prop = target(prop)
                 a = jnp.minimum(1.0, jnp.exp(jnp.nan_to_num(lp_prop - lp, nan=-jnp.inf)))
                 ok = jax.random.uniform(kb) < a
@@ -564,16 +565,44 @@ class ParticleGibbsProgram:
             rate = 1.0 / (1.0 + i) ** 0.6
             return jnp.where(i < self.warmup, log_eps + rate * (acc - self.target), log_eps)
 
+        # The proposal's shape follows the parameters' covariance, estimated from the last
+        # three quarters of warm-up (Haario et al. 2001's adaptive Metropolis, frozen after
+        # warm-up so the kept draws come from a fixed kernel): with an isotropic step, one
+        # poorly scaled coordinate (an autoregression coefficient next to a well-pinned mean)
+        # sets the step for all and mixes slowly. Scaled to mean variance 1, so the step size
+        # keeps adapting the overall scale.
+        collect_from = self.warmup // 4
+
+        def update_shape(stats, u, i):
+            n, mean, m2 = stats
+            collect = (i >= collect_from) & (i < self.warmup)
+            n1 = n + 1.0
+            delta = u - mean
+            mean1 = mean + delta / n1
+            m21 = m2 + jnp.outer(delta, u - mean1)
+            stats = jax.tree_util.tree_map(lambda new, old: jnp.where(collect, new, old),
+                                           (n1, mean1, m21), stats)
+            return stats
+
+        def shape_of(stats):
+            n, _, m2 = stats
+            cov = m2 / jnp.maximum(n - 1.0, 1.0)
+            cov = cov / jnp.maximum(jnp.trace(cov) / d, 1e-12) + 1e-6 * jnp.eye(d)
+            chol = jnp.linalg.cholesky(cov)
+            ok = (n > max(10, 2 * d)) & jnp.all(jnp.isfinite(chol))
+            return jnp.where(ok, chol, jnp.eye(d))
+
         def step(carry, inp):
-            u_theta, ref, log_eps = carry
+            u_theta, ref, log_eps, stats = carry
             i, k = inp
+            shape = shape_of(stats)
             kc, km, kn = jax.random.split(k, 3)
             ref = _pg.csmc(kc, self.model, self.params_at(u_theta, data)[0], ref, self.n,
                            True).trajectory
             ref = {n: ref[n] for n in self.form.state_vars}
             # centred: the trajectory stays, the parameters move given it
             u_theta, ref, acc_c = metropolis(km, u_theta, ref, lambda ut: (logp(ut, ref), ref),
-                                             log_eps[0])
+                                             log_eps[0], shape)
             accs = [acc_c]
             if self.non_centred:
                 # non-centred: the noise stays, the trajectory moves with the parameters;
@@ -584,13 +613,15 @@ class ParticleGibbsProgram:
                     traj, log_scale = self.ssm.from_noise(eps, self.params_at(ut, data)[0])
                     return logp(ut, traj) + log_scale, traj
 
-                u_theta, ref, acc_n = metropolis(kn, u_theta, ref, nc, log_eps[1])
+                u_theta, ref, acc_n = metropolis(kn, u_theta, ref, nc, log_eps[1], shape)
                 accs.append(acc_n)
             acc = jnp.stack(accs)
             log_eps = log_eps.at[:acc.shape[0]].set(adapt(log_eps[:acc.shape[0]], acc, i))
-            return (u_theta, ref, log_eps), (self.assemble(u_theta, ref), acc[0])
+            stats = update_shape(stats, u_theta, i)
+            return (u_theta, ref, log_eps, stats), (self.assemble(u_theta, ref), acc[0])
 
-        init = (u_theta, ref, jnp.full((2,), jnp.log(0.1 / math.sqrt(max(d, 1)))))
+        stats0 = (jnp.zeros(()), jnp.zeros(d), jnp.zeros((d, d)))
+        init = (u_theta, ref, jnp.full((2,), jnp.log(0.1 / math.sqrt(max(d, 1)))), stats0)
         _, (us, acc) = jax.lax.scan(step, init, (jnp.arange(total), jax.random.split(k2, total)))
         return us[self.warmup:], acc[self.warmup:]
 
