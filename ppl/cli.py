@@ -101,18 +101,20 @@ def _method_options(args) -> dict:
         if not sep or not key.strip():
             raise PPLError(f'--option "{item}" is not KEY=VALUE', None,
                            "for example --option resampling=stratified")
-        value = text.strip()
-        if value.lower() in ("true", "false"):
-            opts[key.strip().replace("-", "_")] = value.lower() == "true"
-            continue
-        for convert in (int, float):
-            try:
-                value = convert(value)
-                break
-            except ValueError:
-                pass
-        opts[key.strip().replace("-", "_")] = value
+        opts[key.strip().replace("-", "_")] = _option_value(text.strip())
     return opts
+
+
+def _option_value(text: str):
+    """`true`/`false` as booleans, numbers as numbers, anything else as the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _print_exact_marginals(text: str, max_elements: int) -> None:

@@ -33,20 +33,15 @@ def normalize_log_weights(log_weights):
     If every weight is -inf the normalised weights are uniform (so nothing downstream turns
     into NaN) and the log sum is -inf: callers detect the failure from the latter.
     """
-    log_weights = jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
-    log_sum = jax.scipy.special.logsumexp(log_weights)
-    n = log_weights.shape[0]
-    normalised = jnp.where(
-        jnp.isfinite(log_sum), log_weights - log_sum, -jnp.log(n) * jnp.ones_like(log_weights)
-    )
+    normalised, _, log_sum = normalize(log_weights)
     return normalised, log_sum
 
 
 def normalize(log_weights):
     """(normalised log weights, normalised weights, log of their sum) with one `exp` per weight.
 
-    Same conventions as `normalize_log_weights`: NaN counts as -inf, and if every weight is
-    -inf (or the sum is not finite) the weights are uniform and the log sum is -inf / +inf.
+    NaN counts as -inf, and if every weight is -inf (or the sum is not finite) the weights are
+    uniform and the log sum is -inf / +inf.
     """
     log_weights = jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
     n = log_weights.shape[0]

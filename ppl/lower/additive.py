@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from ..builtins.functions import ELEMENTWISE
 from ..ir.graph import expr_children
 from ..syntax import ast as A
-from .evaluator import Evaluator, LoweringError, static_int
+from .evaluator import LoweringError, static_int
 from .statespace import LagWindow, SSMLowering
 
 STEP = "__step"  # the time index in rewritten terms; not a legal identifier in the language
@@ -73,6 +73,7 @@ class _Operand:
     state: bool
     start: int  # 1-based index of the operand's first element
     length: int
+    node: A.Expr  # the Name or slice it was read by
 
 
 def _definitions(graph):
@@ -115,7 +116,7 @@ def find(ssm: SSMLowering) -> Tuple[List[AdditiveFunctional], Dict[str, str]]:
 
 
 def _static_number(ssm, e) -> float:
-    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=frozenset())
+    ev = ssm.static_evaluator()
     try:
         v = ev.expr(e)
         return float(v)
@@ -138,7 +139,7 @@ def _accumulated(ssm, name, stmts) -> AdditiveFunctional:
         rest = rest[:-1]
     if not rest:
         raise NotAdditive("not a sum over the time index")
-    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=ssm.lowered.fixed_names)
+    ev = ssm.static_evaluator()
     terms = []
     for s, loop in rest:
         v = s.value
@@ -181,7 +182,7 @@ def _check_summand(ssm, e, var, name) -> bool:
         if isinstance(e, A.Name):
             if e.id in ssm.form.state_vars:
                 raise NotAdditive(f'its summand reads all of "{e.id}"')
-            if e.id != var and e.id not in _known_at_each_step(ssm):
+            if e.id != var and e.id not in ssm.step_names:
                 raise NotAdditive(f'its summand reads "{e.id}", which is not data, a static '
                                   "parameter or the loop index")
             return
@@ -195,7 +196,7 @@ def _check_summand(ssm, e, var, name) -> bool:
 def _vectorised(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
     if not (isinstance(value, A.Call) and value.func in ("sum", "mean") and len(value.args) == 1):
         raise NotAdditive("not a sum or mean over the time index")
-    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=ssm.lowered.fixed_names)
+    ev = ssm.static_evaluator()
     operands: List[_Operand] = []
     _collect(ssm, ev, value.args[0], operands)
     states = [o for o in operands if o.state]
@@ -208,7 +209,7 @@ def _vectorised(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
     first = max(o.start for o in states)  # the step of the operands' first elements
     if any(first - o.start > 1 for o in states):
         raise NotAdditive("it pairs states more than one step apart")
-    term = _rewrite(ssm, value.args[0], first)
+    term = _rewrite(value.args[0], first, {o.node: o.start for o in operands})
     lo, hi = first, first + length - 1
     if lo < 1 or hi > ssm.T:
         raise NotAdditive("its steps fall outside 1..T")
@@ -220,19 +221,6 @@ def _vectorised(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
 def _rank(ssm, name) -> Optional[int]:
     v = ssm.graph.checked.variables.get(name)
     return None if v is None else v.ty.rank
-
-
-def _known_at_each_step(ssm) -> set:
-    """Names a step's environment holds besides the states: data, the static parameters and
-    the top-level values computed from them (not, say, a deterministic built from the states)."""
-    names = set(ssm.lowered.static) | set(ssm.lowered.data_arrays) | set(ssm.lowered.fixed)
-    names |= set(ssm.form.params)
-    for st in ssm.form.static:
-        if isinstance(st, (A.Assign, A.Sample)):
-            names.add(st.target.name)
-        elif isinstance(st, A.VarDecl):
-            names.add(st.name)
-    return names
 
 
 def _vector(ssm, name) -> Optional[Tuple[bool, int]]:
@@ -250,7 +238,7 @@ def _vector(ssm, name) -> Optional[Tuple[bool, int]]:
         if name in given and jnp.ndim(given[name]) == 0:
             return None
     if name not in ssm.lowered.static and name not in ssm.lowered.fixed and _rank(ssm, name) == 0 \
-            and name in _known_at_each_step(ssm):
+            and name in ssm.step_names:
         return None
     raise NotAdditive(f'"{name}" is neither a state, a data vector nor a scalar parameter')
 
@@ -261,7 +249,7 @@ def _collect(ssm, ev, e, out):
     if isinstance(e, A.Name):
         v = _vector(ssm, e.id)
         if v is not None:
-            out.append(_Operand(e.id, v[0], 1, v[1]))
+            out.append(_Operand(e.id, v[0], 1, v[1], e))
         return
     if isinstance(e, A.Index) and isinstance(e.base, A.Name) and len(e.indices) == 1 \
             and isinstance(e.indices[0], A.Slice):
@@ -274,7 +262,7 @@ def _collect(ssm, ev, e, out):
             hi = v[1] if sl.hi is None else static_int(ev.expr(sl.hi), sl.span, "a slice bound")
         except LoweringError:
             raise NotAdditive("a slice bound is not fixed by the data") from None
-        out.append(_Operand(e.base.id, v[0], lo, hi - lo + 1))
+        out.append(_Operand(e.base.id, v[0], lo, hi - lo + 1, e))
         return
     if isinstance(e, A.BinOp) and e.op in _ARITH:
         _collect(ssm, ev, e.left, out)
@@ -298,23 +286,21 @@ def _at_step(name, offset, span):
     return A.Index(span, A.Name(span, name), (idx,))
 
 
-def _rewrite(ssm, e, first):
-    """The summand at step `__step`: operand element k is the element at step first - 1 + k."""
-    ev = Evaluator(ssm.graph, "density", dict(ssm.lowered.static), fixed=ssm.lowered.fixed_names)
-    if isinstance(e, A.Num):
-        return e
-    if isinstance(e, A.Name):
-        return e if _vector(ssm, e.id) is None else _at_step(e.id, first - 1, e.span)
-    if isinstance(e, A.Index):
-        sl = e.indices[0]
-        start = 1 if sl.lo is None else static_int(ev.expr(sl.lo), sl.span, "a slice bound")
-        return _at_step(e.base.id, first - start, e.span)
+def _rewrite(e, first, starts):
+    """The summand at step `__step`: element k of a vector operand (`starts`: its first
+    element's index, by the node that reads it) is its element at step first - 1 + k."""
+    if e in starts:
+        name = e.id if isinstance(e, A.Name) else e.base.id
+        return _at_step(name, first - starts[e], e.span)
     if isinstance(e, A.BinOp):
         op = {".*": "*", "./": "/", ".^": "^"}.get(e.op, e.op)
-        return A.BinOp(e.span, op, _rewrite(ssm, e.left, first), _rewrite(ssm, e.right, first))
+        return A.BinOp(e.span, op, _rewrite(e.left, first, starts), _rewrite(e.right, first, starts))
     if isinstance(e, A.UnOp):
-        return A.UnOp(e.span, e.op, _rewrite(ssm, e.operand, first))
-    return A.Call(e.span, e.func, tuple(_rewrite(ssm, a, first) for a in e.args), None, e.func_span)
+        return A.UnOp(e.span, e.op, _rewrite(e.operand, first, starts))
+    if isinstance(e, A.Call):
+        return A.Call(e.span, e.func, tuple(_rewrite(a, first, starts) for a in e.args), None,
+                      e.func_span)
+    return e  # numbers and scalars
 
 
 # ------------------------------------------------------------------------ per-step functions

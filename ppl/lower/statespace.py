@@ -15,17 +15,17 @@ marginalises the state exactly.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro.distributions as nd
 
 from ..algorithms import kalman as _kalman
 from ..algorithms import particle_filter as _pf
-from ..ir.statespace import StateSpaceForm, StepStmt
+from ..ir.statespace import StateSpaceForm
 from ..syntax import ast as A
 from ..syntax.errors import PPLInternalError
 from .evaluator import Evaluator, LoweringError, _Indexable, static_int
@@ -75,8 +75,7 @@ class SSMLowering:
         self.lowered = lowered
         self.form = form
         self.graph = lowered.graph
-        env = dict(lowered.static)
-        ev = Evaluator(self.graph, "density", env, fixed=lowered.fixed_names)
+        ev = self.static_evaluator()
         self.T = static_int(ev.expr(form.T), form.T.span, "the number of time steps")
         if self.T < 2:
             raise LoweringError("a particle filter needs at least 2 time steps", form.T.span)
@@ -100,6 +99,25 @@ class SSMLowering:
             self.dtypes[n] = jnp.int32 if self.graph.var(n).discrete else jnp.result_type(float)
 
     # ------------------------------------------------------------ environment
+    def static_evaluator(self) -> Evaluator:
+        """An evaluator of expressions the data fix (sizes, loop bounds)."""
+        return Evaluator(self.graph, "density", dict(self.lowered.static),
+                         fixed=self.lowered.fixed_names)
+
+    @functools.cached_property
+    def step_names(self) -> frozenset:
+        """Names a step's environment holds besides the states: data, the static parameters
+        and the top-level values computed from them (not, say, a deterministic built from the
+        states)."""
+        names = set(self.lowered.static) | set(self.lowered.data_arrays) | set(self.lowered.fixed)
+        names |= set(self.form.params)
+        for st in self.form.static:
+            if isinstance(st, (A.Assign, A.Sample)):
+                names.add(st.target.name)
+            elif isinstance(st, A.VarDecl):
+                names.add(st.name)
+        return frozenset(names)
+
     def prepare(self, theta: Dict[str, Any], data_arrays):
         """(params, static log density): the environment of every step, from the static
         parameter values `theta` (constrained; the fixed ones come from the data)."""
@@ -131,7 +149,8 @@ class SSMLowering:
         """Draw (key given) or score (state given) the state statements of one step.
 
         With `eps` (one standard normal per statement; `_location_scale` statements only) the
-        draw is loc + eps * scale, exactly how `Normal.sample(key)` draws from its key."""
+        draw is loc + eps * scale, exactly how `Normal.sample(key)` draws from its key, and the
+        second result is Σ log scale (the log-Jacobian of eps ↦ state)."""
         cur = {} if state is None else dict(state)
         windows = {n: LagWindow(n, cur.get(n, None if prev is None else prev[n]),
                                 None if prev is None else prev[n]) for n in self.form.state_vars}
@@ -146,6 +165,7 @@ class SSMLowering:
                     raise PPLInternalError(f"batched state draw from a {type(d).__name__}")
                 v = d.loc + eps[i] * d.scale
                 v = jnp.asarray(v).astype(self.dtypes[st.target]).reshape(())
+                lp = lp + jnp.sum(jnp.log(d.scale))
             elif state is None:
                 v = d.sample(key if len(stmts) == 1 else jax.random.fold_in(key, i))
                 v = jnp.asarray(v).astype(self.dtypes[st.target]).reshape(())
@@ -165,15 +185,13 @@ class SSMLowering:
         """(trajectory with leaves (T,), Σ log scale) built from standard normal draws
         `eps` = (ε_init (len(init),), ε_trans (T-1, len(transition))) under `params`."""
         eps_init, eps_trans = eps
-        x0 = self._run_state(self.form.init, None, None, None, jnp.int32(1), params, eps=eps_init)[0]
-        ls0 = self._noise(self.form.init, x0, None, jnp.int32(1), params)[1]
+        x0, ls0 = self._run_state(self.form.init, None, None, None, jnp.int32(1), params, eps=eps_init)
 
         def step(carry, inp):
             prev, ls = carry
             k, e = inp
-            t = k + 1
-            x = self._run_state(self.form.transition, None, None, prev, t, params, eps=e)[0]
-            return (x, ls + self._noise(self.form.transition, x, prev, t, params)[1]), x
+            x, ls_t = self._run_state(self.form.transition, None, None, prev, k + 1, params, eps=e)
+            return (x, ls + ls_t), x
 
         ks = jnp.arange(1, self.T, dtype=jnp.int32)
         (_, ls), xs = jax.lax.scan(step, (x0, ls0), (ks, eps_trans))
@@ -183,21 +201,21 @@ class SSMLowering:
     def noise(self, traj, params):
         """The inverse of `from_noise`: the standard normal draws that give `traj`."""
         first = {n: traj[n][0] for n in self.form.state_vars}
-        e0 = self._noise(self.form.init, first, None, jnp.int32(1), params)[0]
+        e0 = self._noise(self.form.init, first, None, jnp.int32(1), params)
 
         def one(k):
             cur = {n: traj[n][k] for n in self.form.state_vars}
             prev = {n: traj[n][k - 1] for n in self.form.state_vars}
-            return self._noise(self.form.transition, cur, prev, k + 1, params)[0]
+            return self._noise(self.form.transition, cur, prev, k + 1, params)
 
         return e0, jax.vmap(one)(jnp.arange(1, self.T, dtype=jnp.int32))
 
     def _noise(self, stmts, state, prev, t, params):
-        """(ε per statement, Σ log scale) of a location-scale step at the given state."""
+        """The standard normal draw (one per statement) that gives a location-scale step's state."""
         windows = {n: LagWindow(n, state[n], None if prev is None else prev[n])
                    for n in self.form.state_vars}
         ev = self._ev(params, windows, t)
-        eps, log_scale = [], jnp.zeros(())
+        eps = []
         for st in stmts:
             if st.var is not None:
                 ev.env[st.var] = t
@@ -205,8 +223,7 @@ class SSMLowering:
             if type(d) is not nd.Normal:
                 raise PPLInternalError(f"non-centred state from a {type(d).__name__}")
             eps.append(jnp.reshape((state[st.target] - d.loc) / d.scale, ()))
-            log_scale = log_scale + jnp.sum(jnp.log(d.scale))
-        return jnp.stack(eps), log_scale
+        return jnp.stack(eps)
 
     def _obs(self, state, t, params, k_step):
         windows = {n: LagWindow(n, state[n], None) for n in self.form.state_vars}
@@ -330,7 +347,7 @@ class SSMLowering:
 
     def kalman_model(self, params):
         """(LinearGaussianSSM, ys, log-evidence correction) for a linear-Gaussian form."""
-        T, d = self.T, len(self.form.state_vars)
+        T = self.T
         m0, _, s0, _ = self._coefficients(self.form.init, jnp.int32(1), params, wrt_prev=False)
         P0 = jnp.diag(s0 ** 2)
 

@@ -16,7 +16,7 @@ Contract: "unbiased-evidence" (Ẑ, not log Ẑ, is unbiased; Kalman is exact).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ from ..lower import additive as _additive
 from ..lower.model import LoweredModel
 from ..lower.random import rng_key, split, split_keys
 from ..lower.statespace import SSMLowering
-from ..syntax import ast as A
+from ..lower.validation import check_agreement
 from ..syntax.errors import PPLInternalError, PPLRuntimeError
 from .base import Diagnosis, Draws, InferencePass, register
 
@@ -132,11 +132,8 @@ class AdditiveSmoothing:
 
         mine, gen = both(theta, traj, vals, lowered.data_arrays)
         for i, f in enumerate(self.functionals):
-            a, b = float(mine[i]), float(gen[f.name])
-            if not abs(a - b) <= 1e-8 * max(1.0, abs(b)) and not (np.isnan(a) and np.isnan(b)):
-                raise PPLInternalError(f"smc translation validation failed: the additive form of "
-                                       f'"{f.name}" sums to {a!r} along a trace where the generated '
-                                       f"block gives {b!r}")
+            check_agreement(mine[i], gen[f.name], f'smc: the additive form of "{f.name}" summed '
+                            "along a trace, against the generated block's value", rtol=1e-8)
         return {"additive_checked": self.names}
 
 
@@ -341,25 +338,15 @@ def validate_ssm(ssm: SSMLowering, key, lowered: LoweredModel, points=2, rtol=1e
 
     for k in split_keys(key, points):
         theta, traj, vals = _random_trace(ssm, k, lowered)
-        a, b = (float(v) for v in both(theta, traj, vals, lowered.data_arrays))
-        if not (np.isfinite(a) and np.isfinite(b)):
-            if np.isfinite(a) != np.isfinite(b):
-                raise PPLInternalError(f"smc translation validation failed: the particle weights sum "
-                                       f"to {a} along a trace but the joint log density is {b}")
-            continue
-        diffs.append(abs(a - b))
-        if abs(a - b) > rtol * max(1.0, abs(b)) + 1e-8:
-            raise PPLInternalError(
-                f"smc translation validation failed: the incremental log weights of a random trace "
-                f"sum to {a!r} but the model's joint log density is {b!r} (difference {a - b:.3g})")
+        a, b = both(theta, traj, vals, lowered.data_arrays)
+        diffs.append(check_agreement(a, b, "smc: the incremental log weights of a trace summed, "
+                                     "against the model's joint log density", rtol))
     return {"checked": True, "points": points, "max_abs_diff": max(diffs) if diffs else 0.0}
 
 
 def validate_kalman(ssm: SSMLowering, key, lowered: LoweredModel, rtol=1e-8):
     """The Kalman coefficients reproduce the Gaussian conditionals of the model at random states."""
-    from ..algorithms.particle_filter import _gaussian_logpdf  # noqa: F401 (scalar Gaussians below)
     theta, traj, vals = _random_trace(ssm, key, lowered)
-    d = len(ssm.form.state_vars)
 
     @jax.jit
     def check(theta, traj, data):
