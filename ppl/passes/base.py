@@ -1,13 +1,19 @@
 """The pass contract.
 
-A pass turns a model into an inference program in three steps:
+A pass turns a model into an inference program in four steps:
 - `diagnose(graph)`: can it run on this model? If not, a message naming the variable and line.
-- `transform(lowered, options)`: build the program.
+- `rewrite(ir, options)`: the IR → IR transformation the pass needs (ppl/ir/rewrites.py; often
+  none). The runtime lowers the rewritten IR with the data (ppl/lower/model.py).
+- `build(lowered, options)`: the program — kernels from ppl/algorithms composed; a pass holds no
+  algorithm of its own.
 - `validate(program, key)`: cheap numeric identities that must hold if the transformation
-  preserves the model's distribution; a failure is a bug in ppl (PPLInternalError).
+  preserves the model's distribution (ppl/lower/validation.py, one validator per contract); a
+  failure is a bug in ppl (PPLInternalError).
 
-Each program declares the contract its correctness test checks: "exact" (the distribution is
-unchanged), "unbiased-evidence" (particle populations) or "target-invariant" (MCMC kernels).
+Programs run as `program.run(data_arrays, seed, progress)` and return `Draws`. Each declares the
+contract its correctness test checks: "exact" (the distribution is unchanged),
+"unbiased-evidence" (particle populations), "target-invariant" (MCMC kernels) or "elbo-bound"
+(variational).
 """
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..ir import nodes as N
 from ..ir.graph import ModelGraph
-from ..syntax.ast import Span
+from ..syntax.span import Span
 
 
 @dataclass(frozen=True)
@@ -46,38 +53,27 @@ class InferencePass(abc.ABC):
     name: str = ""
     contract: str = ""
     summary: str = ""
+    options: Dict[str, str] = {}  # the method options it accepts, with what each does
 
     @abc.abstractmethod
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
         """Whether this pass can run the model, and why (not)."""
 
+    def rewrite(self, ir: N.ModelIR, options: Dict[str, Any]) -> N.ModelIR:
+        """The IR this pass lowers (default: the program as written)."""
+        return ir
+
     @abc.abstractmethod
-    def transform(self, lowered, options: Dict[str, Any]):
+    def build(self, lowered, options: Dict[str, Any]):
         """The inference program for this lowered model."""
 
     @abc.abstractmethod
     def validate(self, program, key) -> Dict[str, Any]:
         """Numeric identities that hold if the transformation preserved the distribution."""
 
-
-_REGISTRY: Dict[str, InferencePass] = {}
-# method="auto" asks the passes in this order and takes the first that can run
-PREFERENCE: List[str] = ["enumerate", "nuts", "smc", "mhg", "vsde"]
-
-
-def register(p: InferencePass) -> InferencePass:
-    _REGISTRY[p.name] = p
-    return p
-
-
-def passes() -> Dict[str, InferencePass]:
-    from . import nuts  # noqa: F401  (registers itself)
-    for mod in ("enumerate", "smc", "mhg", "vsde"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ImportError:
-            pass
-    return dict(_REGISTRY)
+    def describe(self, graph: ModelGraph) -> List[str]:
+        """What `ppl check` prints about this pass for the model (beyond the diagnosis)."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -91,27 +87,3 @@ class Plan:
         for r in self.rejected:
             lines.append(f"  not {r}")
         return "\n".join(lines)
-
-
-def choose(graph: ModelGraph, method: str = "auto") -> Plan:
-    from ..syntax.errors import PPLCheckError
-    available = passes()
-    if method != "auto":
-        if method not in available:
-            raise PPLCheckError(f'unknown method "{method}"', None,
-                                "methods: auto, " + ", ".join(sorted(available)))
-        d = available[method].diagnose(graph)
-        if not d:
-            raise PPLCheckError(f"{method} cannot run this model: {d.reason}", d.span, None,
-                                graph.program.source, graph.program.filename)
-        return Plan(method, d.reason, [])
-    rejected = []
-    for name in PREFERENCE:
-        if name not in available:
-            continue
-        d = available[name].diagnose(graph)
-        if d:
-            return Plan(name, d.reason, rejected)
-        rejected.append(f"{name}: {d.reason}")
-    raise PPLCheckError("no inference method can run this model", None,
-                        "; ".join(rejected), graph.program.source, graph.program.filename)
