@@ -197,12 +197,13 @@ def _validate_density(lowered):
 def _print_additive(lowered) -> None:
     """Which generated quantities the smc pass estimates as additive functionals, and why the
     others are not."""
-    from .ir.statespace import StateSpace
-    if not lowered.generated_names or not any(isinstance(s, StateSpace) for s in lowered.ir.body):
+    from .ir.statespace import find as find_form
+    form, _ = find_form(lowered.graph)
+    if form is None or not lowered.generated_names:
         return
     from .lower.additive import find as find_additive
     from .lower.statespace import SSMLowering
-    found, other = find_additive(SSMLowering(lowered))
+    found, other = find_additive(SSMLowering(lowered, form))
     print("generated quantities under smc:")
     for f in found:
         steps = ", ".join(f"{u.lo}..{u.hi}" for u in f.terms)
@@ -236,7 +237,6 @@ def cmd_calibrate(args) -> int:
 
 def _loop_plans(ir):
     from .ir import nodes as N
-    from .ir.printer import expr
     out = []
 
     def walk(body):
@@ -246,8 +246,8 @@ def _loop_plans(ir):
                 why = f" (carries {', '.join(p.carried)}" + (
                     ", lag " + ", ".join(f"{n}[{s.var}-{k}]" for n, k in p.lags) if p.lags else "") + ")" \
                     if p.carried else ""
-                out.append(f"line {s.span.line}: for {s.var} in {expr(s.lo)}:{expr(s.hi)} — density: "
-                           f"{p.density}, sampling: {p.sample}{why}")
+                out.append(f"line {s.span.line}: for {s.var} — density: {p.density}, "
+                           f"sampling: {p.sample}{why}")
                 walk(s.body)
             elif isinstance(s, (N.Branch,)):
                 walk(s.then)

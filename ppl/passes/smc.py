@@ -16,6 +16,7 @@ Contract: "unbiased-evidence" (Ẑ, not log Ẑ, is unbiased; Kalman is exact).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Dict
 
 import jax
@@ -731,7 +732,6 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
 
 def _mcse(x):
     """Monte Carlo standard error of the mean of chains (chains, draws), from arviz's ESS."""
-    import warnings  # noqa: PLC0415
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         import arviz as az  # noqa: PLC0415 (imported in the background by the API)
