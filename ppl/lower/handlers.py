@@ -121,7 +121,8 @@ class Unconstrain(Handler):
     def process(self, site):
         if site.kind != "value" or site.given or not self.layout.has(site.name):
             return
-        x, log_j = self.layout.constrain(site.name, self.u, site.constraint)
+        x, log_j = self.layout.constrain(site.name, self.u, site.constraint,
+                                         None if site.mask is None or not jnp.ndim(site.mask) else site.mask)
         site.value = x
         site.given = True
         if self.jacobian:
@@ -143,7 +144,8 @@ class Discover(Handler):
             return
         t = biject_to(site.constraint)
         ushape = tuple(t.inverse_shape(tuple(site.shape)))
-        self.slots.append((site.name, tuple(site.shape), ushape, site.constraint))
+        padded = site.mask is not None and jnp.ndim(site.mask) > 0
+        self.slots.append((site.name, tuple(site.shape), ushape, site.constraint, padded))
         u = jnp.zeros(ushape)
         site.value = t(u)
         site.log_jacobian = jnp.sum(t.log_abs_det_jacobian(u, site.value))

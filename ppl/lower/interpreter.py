@@ -13,6 +13,7 @@ the log density −inf and is recorded (`valid`, `records`) so the runtime can s
 from __future__ import annotations
 
 import abc
+import itertools
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
@@ -20,14 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as nd
 from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
 
 from ..builtins.distributions import DISTRIBUTIONS, static_support
-from ..builtins.functions import FUNCTIONS
+from ..builtins.functions import ELEMENTWISE, FUNCTIONS
 from ..ir import nodes as N
 from ..ir.loops import events
 from ..syntax.errors import PPLError
 from ..syntax.visit import walk
+from . import padded as P
 from .handlers import Mask, Site, apply
+from .padded import Padded
 
 
 class LoweringError(PPLError):
@@ -203,7 +207,53 @@ class Interpreter:
 
     # ------------------------------------------------------------ declarations
     def declared_shape(self, t: N.VarType) -> Tuple[int, ...]:
-        return declared_shape(t, self.expr)
+        shape, axis, _ = self.shape_of(t)
+        return shape
+
+    def shape_of(self, t: N.VarType):
+        """(largest shape, padded axis or None, its active length or None): one dimension may
+        be sized by a bounded discrete latent (a stochastic size)."""
+        dims, axis, length = [], None, None
+        for i, d in enumerate(t.dims):
+            v = self.expr(d)
+            if not _random_size(d):
+                dims.append(static_int(v, d.span, "a size", self.ir.source, self.ir.filename))
+                continue
+            if axis is not None:
+                raise self.err("only one dimension of an array may have a random size", d.span)
+            axis, length = i, v
+            dims.append(self.largest(d))
+        return tuple(dims), axis, length
+
+    def size_range(self, name: str, span) -> range:
+        """The values a size variable can take (its declared bounds)."""
+        v = self.ir.variables.get(name)
+        t = v.type if v is not None else None
+        if t is None or t.lower is None or t.upper is None:
+            raise self.err(f'"{name}" sizes an array, so it needs declared bounds', span,
+                           f"declare them, e.g. `{name}: int<lower=0, upper=20>`")
+        static = Interpreter(self.ir, {k: x for k, x in self.env.items() if _is_static(x)})
+        lo = static_int(static.expr(t.lower), t.lower.span, "a bound of a size", self.ir.source,
+                        self.ir.filename)
+        hi = static_int(static.expr(t.upper), t.upper.span, "a bound of a size", self.ir.source,
+                        self.ir.filename)
+        return range(lo, hi + 1)
+
+    def largest(self, e: N.Expr) -> int:
+        """The largest value of an integer expression over the values of the size variables
+        (bounded discrete latents) it reads."""
+        names = sorted({x.name for x in walk(e) if isinstance(x, N.Ref) and x.role == "latent"})
+        if not names:
+            raise self.err("this size must be known before inference", e.span,
+                           "sizes are integer data, literals, or bounded discrete latents")
+        ranges = [self.size_range(n, e.span) for n in names]
+        best = None
+        for combo in itertools.product(*ranges):
+            c = Interpreter(self.ir, dict(self.env))
+            c.env.update(dict(zip(names, combo)))
+            v = static_int(c.expr(e), e.span, "a size", self.ir.source, self.ir.filename)
+            best = v if best is None else max(best, v)
+        return best
 
     def type_support(self, t: Optional[N.VarType], shape, dist=None):
         """The support of a declared type (bounds evaluated here), else the distribution's."""
@@ -246,7 +296,7 @@ class Interpreter:
 
     def _declare(self, s: N.Declare):
         kind = self.kind_of(s.name)
-        shape = self.declared_shape(s.type)
+        shape, axis, length = self.shape_of(s.type)
         if kind in ("latent", "param"):
             v = self.ir.variables[s.name]
             if v.discrete:
@@ -254,9 +304,9 @@ class Interpreter:
             else:
                 c = self.type_support(s.type, shape) or self.variable_support(s.name, s.span)
             site = self.site(kind="value", name=s.name, stmt=s, role=kind, shape=shape,
-                             constraint=c, discrete=v.discrete)
+                             constraint=c, discrete=v.discrete, mask=self._active(shape, axis, length))
             if site.given:
-                self.env[s.name] = site.value
+                self.env[s.name] = _pad(site.value, axis, length)
                 self.given.add(s.name)
                 if site.score:
                     self._add(site.log_jacobian)
@@ -266,16 +316,16 @@ class Interpreter:
                                "give it a proper distribution to simulate from the prior")
             # drawn element by element later; until then a placeholder
             fill = _lowest(c) if v.discrete else 0
-            self.env[s.name] = jnp.full(shape, fill, dtype=dtype_of(s.type))
+            self.env[s.name] = _pad(jnp.full(shape, fill, dtype=dtype_of(s.type)), axis, length)
             return
         # storage for a deterministic or generated array filled later, or a typed local
-        self.env[s.name] = jnp.zeros(shape, dtype=dtype_of(s.type))
+        self.env[s.name] = _pad(jnp.zeros(shape, dtype=dtype_of(s.type)), axis, length)
         if kind == "local":
             self.locals[s.name] = s.type
 
     # ------------------------------------------------------------ ~
     def build_dist(self, d: N.Dist, value_shape=None):
-        args = [self.expr(a) for a in d.args]
+        args = [a.safe(1.0) if isinstance(a, Padded) else a for a in (self.expr(a) for a in d.args)]
         if d.user:
             return UserDensity(self, d, args)
         spec = DISTRIBUTIONS[d.name]
@@ -291,22 +341,27 @@ class Interpreter:
         decl = v.type if v is not None else None
         if role == "latent" and whole and name not in self.given:
             # the variable comes into being here: a value site
-            shape = self.declared_shape(decl) if decl is not None else None
+            shape, axis, length = self.shape_of(decl) if decl is not None else (None, None, None)
             d = self.build_dist(s.dist, value_shape=shape)
             if shape is None:
                 shape = tuple(d.batch_shape) + tuple(d.event_shape)
             c = self.type_support(decl, shape, d)
             site = self.site(kind="value", name=name, stmt=s, role=role, dist=d, shape=shape,
-                             constraint=c, discrete=bool(v is not None and v.discrete))
+                             constraint=c, discrete=bool(v is not None and v.discrete),
+                             mask=self._active(shape, axis, length))
             if site.given:
                 self.given.add(name)
                 value = site.value
             else:
                 value = self._sample(d, site, shape, dtype_of(decl) if decl is not None else None)
+            value = _pad(value, axis, length)
             self.env[name] = value
             if site.score:
                 self._add(site.log_jacobian)
                 self._score(d, value, site)
+                if site.discrete and decl is not None and decl.lower is not None and \
+                        decl.upper is not None and not isinstance(d, UserDensity):
+                    self._add(-self._truncation(d, decl, s), site.mask)
             return
         known = role == "observed" or (role in ("prior", "latent") and name in self.given)
         value = jnp.asarray(self.read_lvalue(s.target)) if known else None
@@ -357,7 +412,38 @@ class Interpreter:
         return value
 
     def _score(self, d, value, site: Site):
+        if isinstance(value, Padded):
+            # inactive entries: a point of the support (bijection of 0), so neither the density
+            # nor its gradient sees a value outside it
+            fill = jax.lax.stop_gradient(_support_point(d, value.values.shape))
+            lp = d.log_prob(jnp.where(value.mask(), value.values, fill))
+            m = value.mask()
+            if d.event_shape:  # one value per row: the event dimensions are summed already
+                m = jnp.reshape(m, m.shape[:max(0, m.ndim - len(d.event_shape))])
+            mask = m if site.mask is None else (m & site.mask)
+            self._add(jnp.broadcast_to(lp, jnp.broadcast_shapes(jnp.shape(lp), jnp.shape(mask))),
+                      jnp.broadcast_to(mask, jnp.broadcast_shapes(jnp.shape(lp), jnp.shape(mask))))
+            return
         self._add(d.log_prob(value), site.mask)
+
+    def _truncation(self, d, decl: N.VarType, s):
+        """log P(lower ≤ X ≤ upper) under d: the normaliser of a discrete latent whose declared
+        bounds truncate its distribution (`k: int<lower=0, upper=30> ~ poisson(3)`)."""
+        lo = static_int(self.expr(decl.lower), decl.lower.span, "a bound of a discrete latent",
+                        self.ir.source, self.ir.filename)
+        hi = static_int(self.expr(decl.upper), decl.upper.span, "a bound of a discrete latent",
+                        self.ir.source, self.ir.filename)
+        if d.batch_shape or d.event_shape:
+            return 0.0  # elementwise bounds on an array: each element's own; not handled here
+        ks = jnp.arange(lo, hi + 1)
+        return jax.scipy.special.logsumexp(d.log_prob(ks))
+
+    def _active(self, shape, axis, length):
+        """The mask of a value site's active entries (None when its size is fixed)."""
+        if axis is None:
+            return None
+        n = shape[axis]
+        return (jnp.arange(n) < length).reshape((n,) + (1,) * (len(shape) - axis - 1))
 
     # ------------------------------------------------------------ = and element writes
     def read_lvalue(self, lv: N.LValue):
@@ -401,7 +487,13 @@ class Interpreter:
         return lo, hi
 
     def _loop(self, s: N.Loop):
-        lo, hi = self.loop_bounds(s)
+        limit = None
+        if _random_size(s.hi):
+            # `for j in 1:k` with k a size variable: run to k's largest value, masked beyond k
+            lo = static_int(self.expr(s.lo), s.lo.span, "a loop bound", self.ir.source, self.ir.filename)
+            hi, limit = self.largest(s.hi), self.expr(s.hi)
+        else:
+            lo, hi = self.loop_bounds(s)
         if hi < lo:
             return
         plan = s.plan
@@ -409,6 +501,11 @@ class Interpreter:
         strategy = self.site(kind="loop", stmt=s, strategy=default).strategy
         if plan.density == "unroll":
             strategy = "unroll"
+        if limit is not None:
+            if strategy == "unroll":
+                raise self.err("a loop that runs to a random size cannot return from inside", s.span)
+            (self._loop_vectorized if strategy == "vectorize" else self._loop_scan)(s, lo, hi, limit)
+            return
         if strategy == "unroll":
             for t in range(lo, hi + 1):
                 self.env[s.var] = t
@@ -422,7 +519,7 @@ class Interpreter:
         else:
             self._loop_scan(s, lo, hi)
 
-    def _loop_vectorized(self, s: N.Loop, lo, hi):
+    def _loop_vectorized(self, s: N.Loop, lo, hi, limit=None):
         ts = jnp.arange(lo, hi + 1)
         outer_env = self.env
         outer = frozenset(outer_env)
@@ -430,14 +527,21 @@ class Interpreter:
         def body(t):
             env = dict(outer_env)
             env[s.var] = t
-            c = self.child(env)
+            active = None if limit is None else t <= limit
+            c = self.child(env, None if active is None else self.handlers + (Mask(active),))
             c.indices = self.indices + (t,)
             c.elem_writes = {}
             c.outer = outer
             c.overrides = dict(self.overrides)
             c.locals = dict(self.locals)
             c.run(s.body)
-            return c.lp, c.valid, c.records, c.elem_writes
+            writes, valid, records = c.elem_writes, c.valid, c.records
+            if active is not None:  # iterations beyond the size change nothing
+                writes = {n: (jnp.where(active, v, P.values(outer_env[n])[idx]), idx)
+                          for n, (v, idx) in writes.items()}
+                valid = jnp.where(active, valid, True)
+                records = {k: jnp.where(active, v, True) for k, v in records.items()}
+            return c.lp, valid, records, writes
 
         lps, valid, records, writes = jax.vmap(body)(ts)
         self.lp = self.lp + jnp.sum(lps)
@@ -452,7 +556,7 @@ class Interpreter:
             vals = vals.astype(base.dtype) if jnp.issubdtype(base.dtype, jnp.integer) else vals
             self.env[name] = base.at[idx].set(vals)
 
-    def _loop_scan(self, s: N.Loop, lo, hi):
+    def _loop_scan(self, s: N.Loop, lo, hi, limit=None):
         carried = sorted({n for op, n, _, _ in events(s.body) if op == "write" and n in self.env})
         outer_env = self.env
         overrides = self.overrides
@@ -461,17 +565,27 @@ class Interpreter:
             env = dict(outer_env)
             env.update(carry)
             env[s.var] = t
-            c = self.child(env)
+            active = None if limit is None else t <= limit
+            c = self.child(env, None if active is None else self.handlers + (Mask(active),))
             c.indices = self.indices + (t,)
             c.overrides = dict(overrides)
             c.locals = dict(self.locals)
             c.run(s.body)
-            return {n: jnp.asarray(c.env[n]) for n in carried}, (c.lp, c.valid, c.records)
+            new = {n: c.env[n] for n in carried}
+            valid, records = c.valid, c.records
+            if active is not None:  # iterations beyond the size change nothing
+                new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new,
+                                             {n: carry[n] for n in carried})
+                valid = jnp.where(active, valid, True)
+                records = {k: jnp.where(active, v, True) for k, v in records.items()}
+            return new, (c.lp, valid, records)
 
-        init = {n: jnp.asarray(self.env[n]) for n in carried}
+        init = {n: self.env[n] if isinstance(self.env[n], Padded) else jnp.asarray(self.env[n])
+                for n in carried}
         ts = jnp.arange(lo, hi + 1)
         out_shapes = jax.eval_shape(lambda c, t: step(c, t)[0], init, ts[0])
-        init = {n: jnp.broadcast_to(init[n], out_shapes[n].shape).astype(out_shapes[n].dtype)
+        init = {n: init[n] if isinstance(init[n], Padded) else
+                jnp.broadcast_to(init[n], out_shapes[n].shape).astype(out_shapes[n].dtype)
                 for n in carried}
         final, (lps, valid, records) = jax.lax.scan(step, init, ts)
         self.env.update(final)
@@ -534,6 +648,8 @@ class Interpreter:
             return self._binary(e)
         if isinstance(e, N.Unary):
             v = self.expr(e.operand)
+            if isinstance(v, Padded):
+                return v.rebuild(-v.values) if e.op == "-" else v
             if e.op == "-":
                 return -v
             if e.op == "+":
@@ -569,6 +685,8 @@ class Interpreter:
     def _binary(self, e: N.Binary):
         a, b = self.expr(e.left), self.expr(e.right)
         try:
+            if isinstance(a, Padded) or isinstance(b, Padded):
+                return _padded_binary(e.op, a, b)
             return _apply_binary(e.op, a, b)
         except (TypeError, ValueError) as exc:
             sa, sb = _fmt_shape(jnp.shape(a)), _fmt_shape(jnp.shape(b))
@@ -582,6 +700,12 @@ class Interpreter:
         if isinstance(i, N.Slice):
             lo = 1 if i.lo is None else static_int(self.expr(i.lo), i.span, "a slice bound",
                                                    self.ir.source, self.ir.filename)
+            if i.hi is not None and _random_size(i.hi):  # a random upper bound: padded
+                hi = self.largest(i.hi)
+                if lo < 1 or hi > n:
+                    raise self.err(f"the slice {lo}:{hi} (at its largest) is out of range: the "
+                                   f"dimension has size {n}", i.span)
+                return _RandomSlice(lo - 1, hi, self.expr(i.hi) - lo + 1)
             hi = n if i.hi is None else static_int(self.expr(i.hi), i.span, "a slice bound",
                                                    self.ir.source, self.ir.filename)
             if lo < 1 or hi > n or hi < lo - 1:
@@ -608,24 +732,71 @@ class Interpreter:
     def _index(self, base, e: N.Index):
         if isinstance(base, Indexable):
             return base.index(self, e)
-        base = jnp.asarray(base)
+        if isinstance(base, Padded):
+            if len(e.indices) <= base.axis or isinstance(e.indices[base.axis], N.Slice):
+                raise self.err("an array whose size is random can be indexed element by element "
+                               "along that dimension, not sliced", e.span)
+            i = e.indices[base.axis]
+            v = self.expr(i)
+            ok = jnp.all((jnp.asarray(v) >= 1) & (jnp.asarray(v) <= base.length))
+            self.valid = self.valid & ok
+            self._record(("index", i.span.line, i.span.col), ok)
+            base = base.values
         if len(e.indices) > jnp.ndim(base):
             raise self.err(f"too many indices: the value has {jnp.ndim(base)} dimension(s)", e.span)
         idx = tuple(self._index_value(i, base, k) for k, i in enumerate(e.indices))
+        rs = [(k, x) for k, x in enumerate(idx) if isinstance(x, _RandomSlice)]
+        if rs:
+            plain = tuple(slice(x.start, x.stop) if isinstance(x, _RandomSlice) else x for x in idx)
+            out = base[plain]
+            # the padded axis of the result: dimensions before it indexed by a scalar drop out
+            axis = rs[0][0] - sum(1 for x in idx[:rs[0][0]] if not isinstance(x, (slice, _RandomSlice)))
+            return Padded(out, rs[0][1].length, axis).rebuild(out)
         return base[idx]
 
     def _builtin(self, e: N.Builtin):
         fs = FUNCTIONS[e.name]
         args = [self.expr(a) for a in e.args]
+        random_size = None
         for k in fs.static:
             if k < len(args):
+                if _random_size(e.args[k]) and random_size is None:
+                    random_size = (k, args[k])  # a size that is a bounded discrete latent
+                    args[k] = self.largest(e.args[k])
+                    continue
                 args[k] = static_int(args[k], e.args[k].span, "a size", self.ir.source, self.ir.filename)
+        if any(isinstance(a, Padded) for a in args):
+            return self._padded_builtin(e, fs, args)
         try:
+            if random_size is not None:
+                out = jnp.asarray(fs.fn(*args))
+                return Padded(out, random_size[1], 0).rebuild(out)
             return fs.fn(*args)
         except (TypeError, ValueError) as exc:
             shapes = ", ".join(_fmt_shape(jnp.shape(a)) for a in args)
             raise self.err(f"{e.name} cannot take arguments of shapes {shapes}", e.span,
                            _shape_hint(exc) or f"check the arguments of {e.name}") from exc
+
+    def _padded_builtin(self, e: N.Builtin, fs, args):
+        """A builtin applied to an array whose length is random."""
+        name = e.name
+        if name in P.REDUCTIONS and len(args) == 1:
+            out = P.reduce(name, args[0])
+            if out is not None:
+                return out
+        if name in ELEMENTWISE:
+            return P.lift(fs.fn, *args)
+        if name in ("dot", "dot_product"):
+            return jnp.dot(P.values(args[0]), P.values(args[1]))
+        if name in ("cumsum", "cumulative_sum"):
+            return args[0].rebuild(jnp.cumsum(args[0].values, axis=args[0].axis))
+        if name in ("softmax", "log_softmax"):
+            x = args[0]
+            z = jnp.where(x.mask(), x.values, -jnp.inf)
+            return x.rebuild(jax.nn.softmax(z) if name == "softmax" else jax.nn.log_softmax(z))
+        raise self.err(f"{name} cannot take an array whose size is random", e.span,
+                       "reductions (sum, mean, log_sum_exp …), elementwise functions, dot and "
+                       "matrix products work on such arrays")
 
     def call_user(self, f: N.Function, args, call):
         if self.depth > 64:
@@ -645,6 +816,13 @@ class Interpreter:
         if s is not None and s.line == s.end_line and 0 < s.line <= len(src):
             return f'"{src[s.line - 1][s.col - 1:s.end_col - 1]}"'
         return "a value"
+
+
+class _RandomSlice:
+    """`a:b` with b a random size: the largest slice, and the active length."""
+
+    def __init__(self, start, stop, length):
+        self.start, self.stop, self.length = start, stop, length
 
 
 class FunctionInterpreter(Interpreter):
@@ -744,6 +922,41 @@ def _lowest(c):
         return int(np.min(np.asarray(lo)))
     except Exception:  # noqa: BLE001
         return 0
+
+
+def _random_size(e) -> bool:
+    """Whether a size expression reads a latent (a stochastic size)."""
+    return any(isinstance(x, N.Ref) and x.role == "latent" for x in walk(e))
+
+
+def _pad(value, axis, length):
+    """A value site's value as a `Padded` array when its size is random."""
+    if axis is None or isinstance(value, Padded):
+        return value
+    return Padded(value, length, axis).rebuild(value)
+
+
+def _support_point(d, shape):
+    """A point of the distribution's support, broadcast to `shape` (the bijection onto the
+    support at 0)."""
+    try:
+        x = biject_to(d.support)(jnp.zeros(shape[len(shape) - len(d.event_shape) - 1:] if d.event_shape else ()))
+        return jnp.broadcast_to(x, shape)
+    except Exception:  # noqa: BLE001 - a support without a bijection (discrete): its lowest value
+        return jnp.full(shape, _lowest(d.support))
+
+
+def _padded_binary(op, a, b):
+    if op == "@":
+        va, vb = P.values(a), P.values(b)
+        out = jnp.matmul(va, vb)
+        contracted = (isinstance(a, Padded) and a.axis == a.ndim - 1) or \
+            (isinstance(b, Padded) and b.axis == max(b.ndim - 2, 0))
+        if contracted:
+            return out  # zeros beyond the active part contribute nothing
+        raise ValueError("a matrix product with an array whose size is random must sum over "
+                         "that dimension")
+    return P.lift(lambda x, y: _apply_binary(op, x, y), a, b)
 
 
 def _apply_binary(op, a, b):

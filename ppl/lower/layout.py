@@ -28,8 +28,7 @@ class Slot:
     offset: int
     size: int
     constraint_name: str
-    size_var: Optional[str] = None  # padded: the latent that sizes the leading axis
-    size_offset: int = 0  # padded: active length = size_var + size_offset
+    size_var: Optional[str] = None  # padded: set when a dimension's size is random
 
 
 def constraint_name(c) -> str:
@@ -45,15 +44,18 @@ class FlatLayout:
         self.dim = sum(s.size for s in self.slots)
         self.names = [s.name for s in self.slots]
 
-    @classmethod
-    def from_discovered(cls, discovered) -> "FlatLayout":
-        """From (name, shape, unconstrained shape, constraint) records, in program order."""
-        slots, offset = [], 0
-        for name, shape, ushape, c in discovered:
+    @staticmethod
+    def from_discovered(discovered) -> "FlatLayout":
+        """From (name, shape, unconstrained shape, constraint, padded) records, in program
+        order: a `PaddedLayout` when some array has a random size."""
+        slots, offset, padded = [], 0, False
+        for name, shape, ushape, c, pad in discovered:
             size = int(np.prod(ushape)) if ushape else 1
-            slots.append(Slot(name, tuple(shape), tuple(ushape), offset, size, constraint_name(c)))
+            slots.append(Slot(name, tuple(shape), tuple(ushape), offset, size, constraint_name(c),
+                              size_var="random" if pad else None))
             offset += size
-        return cls(slots)
+            padded |= bool(pad)
+        return (PaddedLayout if padded else FlatLayout)(slots)
 
     def has(self, name: str) -> bool:
         return name in self.by_name
@@ -63,12 +65,19 @@ class FlatLayout:
         s = self.by_name[name]
         return u[s.offset:s.offset + s.size].reshape(s.unconstrained_shape)
 
-    def constrain(self, name: str, u, constraint):
-        """(value on the support, log-Jacobian of the transform summed)."""
+    def constrain(self, name: str, u, constraint, mask=None):
+        """(value on the support, log-Jacobian of the transform summed — over the active
+        entries only when `mask` says which they are)."""
         v = self.unconstrained(name, u)
         t = biject_to(constraint)
         x = t(v)
-        return x, jnp.sum(t.log_abs_det_jacobian(v, x))
+        log_j = t.log_abs_det_jacobian(v, x)
+        if mask is not None:
+            if t.domain.event_dim:
+                raise ValueError(f'"{name}" has a random size and a constrained type whose '
+                                 "transform is not elementwise: not supported yet")
+            log_j = jnp.where(mask, log_j, 0.0)
+        return x, jnp.sum(log_j)
 
     def indices(self, names: Sequence[str]) -> np.ndarray:
         """Positions in u of the given latents' slots, concatenated."""
@@ -91,14 +100,11 @@ class FlatLayout:
 
 class PaddedLayout(FlatLayout):
     """A flat layout whose stochastic-size arrays are padded to their largest size; their
-    entries beyond the current size are inactive (masked out of the density)."""
+    entries beyond the current size are inactive: the interpreter masks them out of the density
+    and the log-Jacobians, and reports them as NaN."""
 
-    def mask(self, name: str, sizes: Dict[str, Any]):
-        """Boolean (leading axis) of the active entries of `name` at the given sizes."""
-        s = self.by_name[name]
-        if s.size_var is None:
-            return jnp.ones(s.shape[:1], bool)
-        return jnp.arange(s.shape[0]) < sizes[s.size_var] + s.size_offset
+    def padded(self) -> List[str]:
+        return [s.name for s in self.slots if s.size_var is not None]
 
 
 class PathLayout:

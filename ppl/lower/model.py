@@ -28,6 +28,7 @@ from .diagnose import Problem, explain
 from .interpreter import Interpreter
 from .layout import FlatLayout
 from .marginal import DrawMarginal, prob_name
+from .padded import Padded
 
 
 class _Constraints(Handler):
@@ -130,6 +131,13 @@ class LoweredModel:
         it = self.run([Unconstrain(self.layout, u)], data_arrays)
         return jnp.where(it.valid, it.lp, -jnp.inf)
 
+    def log_density_padded(self, u, sizes, data_arrays):
+        """The log density with the size variables (bounded discrete latents that size arrays)
+        at `sizes` and the padded arrays' active entries from u (`PaddedLayout`): one compiled
+        function for every size."""
+        it = self.run([Substitute(sizes), Unconstrain(self.layout, u)], data_arrays)
+        return jnp.where(it.valid, it.lp, -jnp.inf)
+
     def log_prior(self, u, data_arrays):
         """The prior part: every site but the observed ones (log-Jacobians included)."""
         it = self.run([Unconstrain(self.layout, u), Block(_likelihood_site)], data_arrays)
@@ -171,12 +179,12 @@ class LoweredModel:
         it = self.run([Unconstrain(self.layout, u, jacobian=False)], data_arrays)
         out = {n: it.env[n] for n in self.latent_names}
         out.update({n: it.env[n] for n in self.deterministic_names if n in it.env})
-        return out
+        return reported(out)
 
     def generated(self, key, values, data_arrays):
         """Generated quantities given the values of the latents (one posterior draw)."""
         it = self.run([Substitute(values), Seed(key), Generate()], data_arrays, source=True)
-        return {n: it.env[n] for n in self.generated_names if n in it.env}
+        return reported({n: it.env[n] for n in self.generated_names if n in it.env})
 
     def prior_sample(self, key, data_arrays, simulate_data=False):
         """Draw every random variable from the prior (and the observed data, if asked)."""
@@ -186,7 +194,7 @@ class LoweredModel:
                if v.kind in ("latent", "deterministic") and n in it.env}
         if simulate_data:
             out.update({n: it.env[n] for n in self.observed_names})
-        return out
+        return reported(out)
 
     def constraints_at(self, values, data_arrays=None) -> Dict[str, Any]:
         """The support of every continuous latent with the others at `values`."""
@@ -241,6 +249,13 @@ class LoweredModel:
             return total
 
         return count(self.ir.body, 1)
+
+
+def reported(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Values as reported: arrays whose size is random at their largest size, NaN beyond the
+    active entries."""
+    return {n: jnp.where(v.mask(), v.values, jnp.nan) if isinstance(v, Padded) else v
+            for n, v in values.items()}
 
 
 def _likelihood_site(site) -> bool:
