@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
+import jax
 import numpy as np
 
 from ..builtins.distributions import DISTRIBUTIONS
@@ -40,10 +41,12 @@ def _constraint_words(c) -> str:
 
 
 def explain(lowered, u, data_arrays) -> List[Problem]:
-    it = lowered.run([Unconstrain(lowered.layout, u), CheckArgs()], data_arrays)
+    # compiled, as inference runs it: built eagerly, numpyro itself would refuse the arguments
+    records = jax.jit(lambda u, d: lowered.run([Unconstrain(lowered.layout, u), CheckArgs()],
+                                               d).records)(u, data_arrays)
     problems = []
     stmts = {s.sid: s for s in lowered.graph.statements()}
-    for key, ok in it.records.items():
+    for key, ok in records.items():
         if bool(np.all(np.asarray(ok))):
             continue
         if key[0] == "index":

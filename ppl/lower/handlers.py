@@ -62,15 +62,18 @@ class Handler:
         pass
 
 
-def apply(handlers, site: Site) -> Site:
+def apply(handlers, site: Site, default: Optional[Callable[[Site], None]] = None) -> Site:
     """Run `site` through `handlers` (outermost first in the sequence): `process` innermost
-    first, stopping at a handler that sets `stop`; then `postprocess` in the same order."""
+    first, stopping at a handler that sets `stop`; then the interpreter's `default` (e.g. draw
+    the value with the key a handler gave); then `postprocess` in the same order."""
     done = []
     for h in reversed(handlers):
         h.process(site)
         done.append(h)
         if site.stop:
             break
+    if default is not None:
+        default(site)
     for h in done:
         h.postprocess(site)
     return site

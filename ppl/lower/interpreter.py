@@ -142,8 +142,8 @@ class Interpreter:
         v = self.ir.variables.get(name)
         return v.kind if v is not None else "local"
 
-    def site(self, **kw) -> Site:
-        s = apply(self.handlers, Site(indices=self.indices, **kw))
+    def site(self, default=None, **kw) -> Site:
+        s = apply(self.handlers, Site(indices=self.indices, **kw), default)
         for k, v in s.records.items():
             self._record(k, v)
         return s
@@ -346,15 +346,18 @@ class Interpreter:
             if shape is None:
                 shape = tuple(d.batch_shape) + tuple(d.event_shape)
             c = self.type_support(decl, shape, d)
-            site = self.site(kind="value", name=name, stmt=s, role=role, dist=d, shape=shape,
+            dtype = dtype_of(decl) if decl is not None else None
+
+            def draw(st):
+                if not st.given:
+                    st.value = self._sample(d, st, shape, dtype)
+
+            site = self.site(draw, kind="value", name=name, stmt=s, role=role, dist=d, shape=shape,
                              constraint=c, discrete=bool(v is not None and v.discrete),
                              mask=self._active(shape, axis, length))
             if site.given:
                 self.given.add(name)
-                value = site.value
-            else:
-                value = self._sample(d, site, shape, dtype_of(decl) if decl is not None else None)
-            value = _pad(value, axis, length)
+            value = _pad(site.value, axis, length)
             self.env[name] = value
             if site.score:
                 self._add(site.log_jacobian)
@@ -367,17 +370,18 @@ class Interpreter:
         value = jnp.asarray(self.read_lvalue(s.target)) if known else None
         shape = jnp.shape(value) if value is not None else self._target_shape(s.target, decl)
         d = self.build_dist(s.dist, value_shape=shape)
-        site = self.site(kind="draw", name=name, stmt=s, role=role, dist=d, value=value,
+
+        def draw(st):
+            if st.value is None:
+                dtype = jnp.asarray(self.env[name]).dtype if role == "observed" else None
+                st.value = self._sample(d, st, shape, dtype)
+                st.given = False
+
+        site = self.site(draw, kind="draw", name=name, stmt=s, role=role, dist=d, value=value,
                          shape=shape, given=value is not None,
                          discrete=bool(v is not None and v.discrete))
-        if site.value is None:
-            if isinstance(d, UserDensity):
-                raise self.err(f"{s.dist.name} has no sampler (it is defined by a _lpdf function)",
-                               s.span)
-            dtype = None
-            if role == "observed":
-                dtype = jnp.asarray(self.env[name]).dtype
-            value = self._sample(d, site, shape, dtype)
+        if not site.given:
+            value = site.value
             self._assign(s.target, value)
         else:
             value = site.value
