@@ -50,8 +50,7 @@ def explain(lowered, u, data_arrays) -> List[Problem]:
         if bool(np.all(np.asarray(ok))):
             continue
         if key[0] == "index":
-            _, line, col = key
-            problems.append(Problem("an index is out of range here", Span(line, col, line, col + 1)))
+            problems.append(Problem("an index is out of range here", Span(*key[1:])))
         elif key[0] == "arg":
             _, sid, arg = key
             node = stmts.get(sid)

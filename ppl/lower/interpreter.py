@@ -730,7 +730,7 @@ class Interpreter:
         # checked at run time: an index out of range makes the density -inf and is recorded
         ok = jnp.all((v >= 1) & (v <= n))
         self.valid = self.valid & ok
-        self._record(("index", i.span.line, i.span.col), ok)
+        self._record(("index",) + _span_key(i.span), ok)
         return jnp.clip(v - 1, 0, max(n - 1, 0))
 
     def _index(self, base, e: N.Index):
@@ -744,7 +744,7 @@ class Interpreter:
             v = self.expr(i)
             ok = jnp.all((jnp.asarray(v) >= 1) & (jnp.asarray(v) <= base.length))
             self.valid = self.valid & ok
-            self._record(("index", i.span.line, i.span.col), ok)
+            self._record(("index",) + _span_key(i.span), ok)
             base = base.values
         if len(e.indices) > jnp.ndim(base):
             raise self.err(f"too many indices: the value has {jnp.ndim(base)} dimension(s)", e.span)
@@ -926,6 +926,10 @@ def _lowest(c):
         return int(np.min(np.asarray(lo)))
     except Exception:  # noqa: BLE001
         return 0
+
+
+def _span_key(span):
+    return (span.line, span.col, span.end_line, span.end_col)
 
 
 def _random_size(e) -> bool:

@@ -218,8 +218,10 @@ class LoweredModel:
     def reference_log_density(self, u, data_arrays, handlers=()):
         """The same density through numpyro: loops unrolled, one numpyro.sample site each."""
         def model():
-            self.run([Unconstrain(self.layout, u)] + list(handlers) + [Unroll(), NumpyroSites()],
-                     data_arrays, source=True)
+            it = self.run([Unconstrain(self.layout, u)] + list(handlers) + [Unroll(), NumpyroSites()],
+                          data_arrays, source=True)
+            # run-time checks (indices in range) hold or the density is -inf, as in the lowering
+            numpyro.factor("__checks", jnp.where(it.valid, 0.0, -jnp.inf))
 
         with numpyro.handlers.seed(rng_seed=0):
             lp, _ = numpyro_log_density(model, (), {}, {})

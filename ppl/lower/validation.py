@@ -48,12 +48,17 @@ def check_agreement(ours: float, reference: float, what: str, rtol: float = 1e-6
 def point_problems(lowered: LoweredModel, u, data_arrays) -> List[str]:
     """The model's problems at u (distribution arguments out of their domain, indices out of
     range), as notes for an error message."""
+    return [text for text, _ in located_problems(lowered, u, data_arrays)]
+
+
+def located_problems(lowered: LoweredModel, u, data_arrays):
+    """(note, span) for each of the model's problems at u."""
     lines = lowered.ir.source.splitlines()
     out = []
     for p in lowered.diagnose_point(jnp.asarray(u), data_arrays):
         where = f"line {p.span.line}" if p.span is not None and p.span.line > 0 else "the model"
         text = lines[p.span.line - 1].strip() if p.span is not None and 0 < p.span.line <= len(lines) else ""
-        out.append(f"{where}: {p.message}" + (f": `{text}`" if text else ""))
+        out.append((f"{where}: {p.message}" + (f": `{text}`" if text else ""), p.span))
     return out
 
 

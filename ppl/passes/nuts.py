@@ -21,7 +21,7 @@ from ..ir.graph import ModelGraph
 from ..ir.rewrites import marginalize
 from ..lower.model import LoweredModel
 from ..lower.random import chain_keys
-from ..lower.validation import point_problems, validate_density
+from ..lower.validation import located_problems, validate_density
 from ..syntax.errors import PPLRuntimeError
 from .base import Diagnosis, Draws, InferencePass
 
@@ -87,12 +87,14 @@ class NutsProgram:
         dim = self.lowered.dim
         state, ok, cand = self.sampler.start(init_keys, keys, data_arrays, dim, tries)
         if not bool(ok):
+            problems = located_problems(self.lowered, np.asarray(cand)[0, 0], data_arrays)
             raise PPLRuntimeError(
                 f"no finite starting point: the log density or its gradient is -inf or NaN at all "
                 f"{tries} random points tried per chain (uniform in [-2, 2] on the unconstrained scale)",
-                None, "check that the data lie in the support of the likelihood and that every scale "
+                problems[0][1] if problems else None,
+                "check that the data lie in the support of the likelihood and that every scale "
                 "is positive", self.lowered.ir.source, self.lowered.ir.filename,
-                notes=point_problems(self.lowered, np.asarray(cand)[0, 0], data_arrays))
+                notes=[text for text, _ in problems])
         trace, warm = self.sampler.run(state, data_arrays, progress)
         flat = trace.z.reshape(-1, dim)
         evaluate = self._evaluate_compiled or self._evaluate
