@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as nd
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 

@@ -21,10 +21,13 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..ir import nodes as N
 from ..ir.graph import ModelGraph
+from ..lower.random import chain_keys
 from ..syntax.span import Span
 
 
@@ -87,3 +90,43 @@ class Plan:
         for r in self.rejected:
             lines.append(f"  not {r}")
         return "\n".join(lines)
+
+
+class Finalize:
+    """Draws of the flat unconstrained vector → what a run reports: the constrained latents and
+    deterministic variables (`posterior`), the summed-out discrete latents drawn from their
+    conditional posterior, and the generated quantities (`posterior_predictive`), each keyed
+    per chain from (seed, chain) alone. One compiled transform per lowered model, shared by
+    every program that produces flat draws (NUTS, particle Gibbs, PMMH, tempered SMC)."""
+
+    def __init__(self, lowered):
+        self.lowered = lowered
+        self.evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self.generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
+        self.discrete = jax.jit(jax.vmap(lowered.discrete_posterior, (0, 0, None)))
+        self.compiled = None  # evaluate, compiled ahead of time (NUTS does it in the background)
+
+    def precompile(self, n, data_arrays):
+        flat = jax.ShapeDtypeStruct((n, self.lowered.dim), jnp.result_type(float))
+        self.compiled = self.evaluate.lower(flat, data_arrays).compile()
+
+    def __call__(self, flat, chains: int, draws: int, data_arrays, seed: int):
+        """(posterior, posterior_predictive), arrays (chains, draws, *shape)."""
+        shape = (chains, draws)
+        evaluate = self.compiled if self.compiled is not None else self.evaluate
+        values = evaluate(jnp.asarray(flat), data_arrays)
+        if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
+            keys = _per_draw(chain_keys(seed, chains, "discrete"), draws)
+            values = dict(values, **self.discrete(keys, flat, data_arrays))
+        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        predictive = {}
+        if self.lowered.generated_names:
+            keys = _per_draw(chain_keys(seed, chains, "generated"), draws)
+            gen = self.generated(keys, values, data_arrays)
+            predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+        return posterior, predictive
+
+
+def _per_draw(keys, draws):
+    """(chains · draws) keys, row c·draws + d from chain c's key."""
+    return jax.vmap(lambda k: jax.random.split(k, draws))(keys).reshape((-1,))

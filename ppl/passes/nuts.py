@@ -10,8 +10,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, Optional
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..algorithms.nuts import NutsSampler
@@ -23,7 +21,7 @@ from ..lower.model import LoweredModel
 from ..lower.random import chain_keys
 from ..lower.validation import located_problems, validate_density
 from ..syntax.errors import PPLRuntimeError
-from .base import Diagnosis, Draws, InferencePass
+from .base import Diagnosis, Draws, Finalize, InferencePass
 
 
 class NutsProgram:
@@ -40,10 +38,7 @@ class NutsProgram:
                                    dense_mass, chunk=max(1, -(-total // chunks)),
                                    num_chains=self.chains)
         self._precompiling = None
-        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
-        self._evaluate_compiled = None
-        self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
-        self._discrete = jax.jit(jax.vmap(lowered.discrete_posterior, (0, 0, None)))
+        self.finalize = Finalize(lowered)
 
     def precompile_in_background(self, data_arrays):
         """Start compiling now, on two threads (XLA compiles outside the GIL): the sampling
@@ -51,14 +46,13 @@ class NutsProgram:
         init_keys = chain_keys(0, self.chains, "init")
         keys = chain_keys(0, self.chains, "run")
         dim = self.lowered.dim
-        flat = jax.ShapeDtypeStruct((self.chains * self.draws, dim), jnp.result_type(float))
 
         def kernel():
             self.sampler.precompile(init_keys, keys, data_arrays, dim)
 
         def rest():
             self.sampler.precompile_start(init_keys, keys, data_arrays, dim)
-            self._evaluate_compiled = self._evaluate.lower(flat, data_arrays).compile()
+            self.finalize.precompile(self.chains * self.draws, data_arrays)
 
         def guarded(f):
             def run():
@@ -96,19 +90,8 @@ class NutsProgram:
                 "is positive", self.lowered.ir.source, self.lowered.ir.filename,
                 notes=[text for text, _ in problems])
         trace, warm = self.sampler.run(state, data_arrays, progress)
-        flat = trace.z.reshape(-1, dim)
-        evaluate = self._evaluate_compiled or self._evaluate
-        values = evaluate(flat, data_arrays)
-        shape = (self.chains, self.draws)
-        if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
-            dkeys = _per_draw(chain_keys(seed, self.chains, "discrete"), self.draws)
-            values = dict(values, **self._discrete(dkeys, flat, data_arrays))
-        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
-        predictive = {}
-        if self.lowered.generated_names:
-            gkeys = _per_draw(chain_keys(seed, self.chains, "generated"), self.draws)
-            gen = self._generated(gkeys, values, data_arrays)
-            predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+        posterior, predictive = self.finalize(trace.z.reshape(-1, dim), self.chains, self.draws,
+                                              data_arrays, seed)
         stats = {
             "lp": -np.asarray(trace.potential_energy),
             "diverging": np.asarray(trace.diverging),
@@ -133,11 +116,6 @@ class NutsProgram:
 
     def validate(self, key):
         return validate_density(self.lowered, key)
-
-
-def _per_draw(keys, draws):
-    """(chains · draws) keys, row c·draws + d from chain c's key."""
-    return jax.vmap(lambda k: jax.random.split(k, draws))(keys).reshape((-1,))
 
 
 class NutsPass(InferencePass):

@@ -34,11 +34,11 @@ from ..ir.rewrites import extract_state_space
 from ..ir.statespace import StateSpace, StateSpaceForm, find
 from ..lower import additive as _additive
 from ..lower.model import LoweredModel
-from ..lower.random import rng_key, split, split_keys
+from ..lower.random import rng_key, split_keys
 from ..lower.statespace import SSMLowering
 from ..lower.validation import check_agreement
 from ..syntax.errors import PPLInternalError, PPLRuntimeError
-from .base import Diagnosis, Draws, InferencePass
+from .base import Diagnosis, Draws, Finalize, InferencePass
 
 MAX_GENEALOGY = 5e7  # particle-history elements kept for smoothed trajectories
 MAX_DRAW_ELEMENTS = 2e7
@@ -515,9 +515,8 @@ class ParticleGibbsProgram:
         self.evidence_method = ("Kalman filter" if self.kalman else
                                 f"{'guided' if guided else 'bootstrap'} particle filter")
         self._run = jax.jit(self._run_impl)
-        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self.finalize = Finalize(lowered)
         self._evidence = jax.jit(self._evidence_impl)
-        self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
         # conditional PaRIS costs about a particle Gibbs sweep: run it at no more than
         # `paris_draws` draws in all, every `paris_every`-th draw of each chain
         self.paris_every = max(1, math.ceil(self.chains * self.draws / max(int(paris_draws), 1)))
@@ -621,9 +620,8 @@ class ParticleGibbsProgram:
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
         us, acc = self._run(rng_key(seed), data_arrays)
         flat = np.asarray(us).reshape(-1, self.lowered.dim)
-        values = self._evaluate(flat, data_arrays)
         shape = (self.chains, self.draws)
-        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
         stats = {"acceptance_rate": np.asarray(acc)}
         moves = "random-walk MH (centred and non-centred)" if self.non_centred else "random-walk MH"
         attrs = {"inference_method": "smc", "particles": self.n,
@@ -633,11 +631,7 @@ class ParticleGibbsProgram:
             attrs.update(log_evidence=est, log_evidence_se=se,
                          log_evidence_method=f"importance sampling over the parameters, "
                          f"{self.evidence_draws} draws, {self.evidence_method}")
-        k_gen, k_paris = split_keys(rng_key(seed), 4)[2:]
-        predictive = {}
-        if self.lowered.generated_names:
-            gen = self._generated(split(k_gen, flat.shape[0]), values, data_arrays)
-            predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+        k_paris = split_keys(rng_key(seed), 4)[3]
         if self.additive:
             every = self.paris_every
             picked = np.asarray(us)[:, ::every].reshape(-1, self.lowered.dim)
@@ -756,7 +750,7 @@ class TemperedProgram:
         self.mcmc, self.target_ess, self.resampling = int(num_mcmc_steps), float(target_ess), resampling
         self.max_steps = int(max_steps)
         self._run = jax.jit(self._run_impl)
-        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self.finalize = Finalize(lowered)
 
     def log_prior(self, u, data):
         return self.lowered.log_prior(u, data)
@@ -785,9 +779,7 @@ class TemperedProgram:
                                   "temperature steps (or the likelihood is zero for every particle)",
                                   None, "raise max_steps or the number of particles")
         flat = np.asarray(res.particles).reshape(-1, self.lowered.dim)
-        values = self._evaluate(flat, data_arrays)
-        shape = (self.chains, self.n)
-        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        posterior, predictive = self.finalize(flat, self.chains, self.n, data_arrays, seed)
         est, se = evidence_estimate(log_z)
         stats = {"log_evidence": log_z[:, None],
                  "num_temperatures": np.asarray(res.num_steps)[:, None]}
@@ -795,7 +787,7 @@ class TemperedProgram:
                  "particles": self.n, "log_evidence": est}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
-        return Draws(posterior, stats, attrs=attrs)
+        return Draws(posterior, stats, predictive, attrs=attrs)
 
     def validate(self, key):
         """log prior + log likelihood = the lowered density, and the prior sampler lands where

@@ -9,7 +9,7 @@ import pytest
 
 import ppl
 from ppl.algorithms import hmm
-from ppl.passes import choose, passes
+from ppl.passes import passes
 from ppl.syntax.errors import PPLError
 
 ROOT = Path(__file__).resolve().parents[2]
