@@ -14,10 +14,13 @@ if os.environ.get("PPL_FAST_COMPILE", "1") != "0" and \
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_llvm_disable_expensive_passes=true").strip()
 
-# One host device per core (up to 8): NUTS chains are split across them and run in parallel.
+# Host devices for chains: up to 8 chains each run alone on their own device (a thread), so
+# chain c's draws are the same whether 2 or 8 chains run (no batching changes its arithmetic)
+# and no chain waits for another's tree building; more cores, more devices (up to 64).
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={min(os.cpu_count() or 1, 8)}").strip()
+                               f" --xla_force_host_platform_device_count="
+                               f"{max(8, min(os.cpu_count() or 1, 64))}").strip()
 
 import jax  # noqa: E402
 
