@@ -179,7 +179,7 @@ def cmd_check(args) -> int:
             if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
         print(f"data: ok ({lowered.dim} unconstrained dimensions)")
         if res.get("checked"):
-            ref = res.get("reference", "numpyro's reference")
+            ref = res.get("reference", "numpyro reference")
             print(f"validation: lowered log density = {ref} at {res['points']} random "
                   f"points (max |difference| {res['max_abs_diff']:.2g})")
         for note in res.get("nonfinite", []):

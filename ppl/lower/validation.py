@@ -78,20 +78,20 @@ def validate_density(lowered: LoweredModel, key=0, num_points: int = 3, max_unro
     ours = np.asarray(jax.jit(jax.vmap(lowered.log_density, in_axes=(0, None)))(us, data))
     size = lowered.unrolled_size(limit=max_unrolled)
     if size <= max_unrolled:
-        what, ref = "numpyro's reference (loops unrolled)", lowered.reference_log_density
+        what, ref = "numpyro reference", lowered.reference_log_density
         if size <= 200:  # a small reference compiles quickly; a large unrolled one runs eagerly
             reference = np.asarray(jax.jit(jax.vmap(ref, in_axes=(0, None)))(us, data))
         else:
             reference = np.array([float(ref(u, data)) for u in us])
     else:
-        what = "the sequential reference (every loop a scan)"
+        what = "sequential reference (every loop a scan)"
 
         def sequential(u, d):
             it = lowered.run([Unconstrain(lowered.layout, u), Sequential()], d, source=True)
             return jnp.where(it.valid, it.lp, -jnp.inf)
 
         reference = np.asarray(jax.jit(jax.vmap(sequential, in_axes=(0, None)))(us, data))
-    diffs = [check_agreement(a, b, f"the lowered log density against {what}", rtol)
+    diffs = [check_agreement(a, b, f"the lowered log density against the {what}", rtol)
              for a, b in zip(ours.tolist(), reference.tolist())]
     out = {"checked": True, "points": num_points, "max_abs_diff": max(diffs) if diffs else 0.0,
            "reference": what}
