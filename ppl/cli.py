@@ -24,23 +24,13 @@ def _print_warnings(model, stream=sys.stderr):
         stream.write(w.format(model.source, model.filename) + "\n")
 
 
-def _summary_vars(idata, max_elems: int, wanted: Optional[List[str]]):
-    post = idata.posterior
-    names = wanted or [n for n in post.data_vars]
-    shown, hidden = [], []
-    for n in names:
-        if n not in post.data_vars:
-            raise PPLError(f'no variable "{n}" in the posterior', None,
-                           "variables: " + ", ".join(post.data_vars))
-        size = int(post[n].size // (post.sizes["chain"] * post.sizes["draw"]))
-        (shown if wanted or size <= max_elems else hidden).append(n)
-    return shown, hidden
-
-
 def cmd_sample(args) -> int:
     model = _model(args.model)
     _print_warnings(model)
-    from .runtime.results import convergence_warnings, summarize, summary_table, write_netcdf
+    from .runtime.results import (check_output_path, convergence_warnings, is_markov_chain,
+                                  summarize, summary_table, summary_variables, write_output)
+    if args.output:
+        check_output_path(args.output)  # before the run, not after it
     t0 = time.perf_counter()
     idata = model.sample(args.data, method=args.method, chains=args.chains, draws=args.draws,
                          warmup=args.warmup, seed=args.seed,
@@ -64,8 +54,8 @@ def cmd_sample(args) -> int:
             print(f"  {n} = {float(attrs[f'smoothed_{n}']):.6g}" + (f" ± {float(se):.2g}" if se is not None else ""))
     if attrs.get("marginals"):
         _print_exact_marginals(attrs["marginals"], args.max_elements)
-    shown, hidden = _summary_vars(idata, args.max_elements, args.vars) if has_posterior else ([], [])
-    df = summarize(idata, var_names=shown) if has_posterior and shown else None
+    shown, hidden = summary_variables(idata, args.max_elements, args.vars)
+    df = summarize(idata, var_names=shown) if shown else None
     if shown:
         print(summary_table(df, var_names=shown))
     if hidden:
@@ -77,14 +67,11 @@ def cmd_sample(args) -> int:
         print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
               f"{n_div} divergent transitions, {elapsed:.2f} s")
     # R-hat and ESS judge Markov chains; independent filters or exact draws are not chains
-    algorithm = str(attrs.get("smc_algorithm", ""))
-    mcmc = attrs.get("inference_method") == "nuts" or algorithm.startswith("particle Gibbs")
-    multi_chain = mcmc and has_posterior and idata.posterior.sizes.get("chain", 1) > 1
-    checks = convergence_warnings(df) if multi_chain and df is not None else []
+    checks = convergence_warnings(df) if df is not None and is_markov_chain(idata) else []
     for w in list(getattr(model, "last_warnings", [])) + checks:
         sys.stderr.write(f"warning: {w}\n")
     if args.output:
-        write_netcdf(idata, args.output)
+        write_output(idata, args.output)
         print(f"wrote {args.output}")
     return 0
 
