@@ -218,6 +218,67 @@ def summary_table(idata_or_df, var_names=None, hdi_prob=0.94) -> str:
     return "\n".join([line(head)] + [line(r) for r in rows])
 
 
+def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20, out=None,
+           err=None):
+    """What `ppl sample` (and the REPL's :sample) prints after a run: the method, the evidence
+    and smoothed functionals, exact marginals, the summary, divergences; warnings on `err`."""
+    import sys
+    out, err = out or sys.stdout, err or sys.stderr
+    say = lambda text="": out.write(text + "\n")  # noqa: E731
+    plan = model.last_plan
+    say(f"method: {plan.method} — {plan.reason}")
+    has_posterior = "posterior" in idata.groups()
+    attrs = (idata.posterior if has_posterior else getattr(idata, idata.groups()[0])).attrs
+    ev = attrs.get("log_evidence")
+    if ev is not None:
+        se = attrs.get("log_evidence_se")
+        say(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
+    smoothed = [k[len("smoothed_"):] for k in attrs if k.startswith("smoothed_") and not k.endswith("_se")]
+    if smoothed:
+        say(f"additive functionals, E[· | data] ({attrs.get('smoothing_method', '')}):")
+        for n in smoothed:
+            se = attrs.get(f"smoothed_{n}_se")
+            say(f"  {n} = {float(attrs[f'smoothed_{n}']):.6g}" + (f" ± {float(se):.2g}" if se is not None else ""))
+    if attrs.get("marginals"):
+        say(exact_marginals_text(attrs["marginals"], max_elements))
+    shown, hidden = summary_variables(idata, max_elements, var_names)
+    df = summarize(idata, var_names=shown) if shown else None
+    if shown:
+        say(summary_table(df, var_names=shown))
+    if hidden:
+        say(f"(not shown, more than {max_elements} elements each: {', '.join(hidden)}; "
+            "use --vars NAME to show them)")
+    stats = idata.sample_stats if "sample_stats" in idata.groups() else None
+    if stats is not None and "diverging" in stats and has_posterior:
+        n_div = int(stats["diverging"].sum())
+        say(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
+            f"{n_div} divergent transitions, {elapsed:.2f} s")
+    # R-hat and ESS judge Markov chains; independent filters or exact draws are not chains
+    checks = convergence_warnings(df) if df is not None and is_markov_chain(idata) else []
+    for w in list(getattr(model, "last_warnings", [])) + checks:
+        err.write(f"warning: {w}\n")
+    return df
+
+
+def exact_marginals_text(text: str, max_elements: int) -> str:
+    """Exact posterior probabilities (from enumeration), shown before the Monte Carlo summary."""
+    import json
+    marginals = json.loads(text)
+    lines = ["exact posterior marginals:"]
+    for name, m in marginals.items():
+        probs = np.asarray(m["probabilities"])
+        values = m["values"]
+        if probs.ndim == 1:
+            lines.append("  " + ", ".join(f"P({name}={v}) = {p:.6f}" for v, p in zip(values, probs)))
+        else:
+            flat = probs.reshape(-1, probs.shape[-1])
+            for k, row in enumerate(flat[:max_elements]):
+                idx = ", ".join(str(i + 1) for i in np.unravel_index(k, probs.shape[:-1]))
+                lines.append("  " + ", ".join(f"P({name}[{idx}]={v}) = {p:.6f}"
+                                              for v, p in zip(values, row)))
+    return "\n".join(lines) + "\n"
+
+
 def write_netcdf(idata, path: str) -> None:
     """Write the InferenceData as NetCDF, atomically."""
     from .files import atomic_path
