@@ -16,3 +16,9 @@ from .api import Model, compile, load  # noqa: E402
 from .syntax.errors import PPLError  # noqa: E402
 
 __all__ = ["Model", "compile", "load", "PPLError", "__version__"]
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext ppl` in IPython/Jupyter: the `%%ppl NAME` cell magic (ppl/jupyter.py)."""
+    from .jupyter import load_ipython_extension as load
+    load(ipython)
