@@ -40,6 +40,11 @@ class GraphView:
     def _repr_svg_(self) -> Optional[str]:
         return self.svg()  # None: Jupyter shows the text form instead
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """For objects that delegate their display here (ModelGraph): SVG, else the DOT text."""
+        svg = self.svg()
+        return {"image/svg+xml": svg} if svg is not None else {"text/plain": self.dot}
+
     def __repr__(self) -> str:
         return self.dot
 

@@ -42,10 +42,12 @@ def test_graph_is_svg_with_graphviz_and_dot_text_without(tmp_path, monkeypatch):
     assert repr(view).startswith('digraph "simple"')
     monkeypatch.setenv("PATH", str(tmp_path))  # no dot here
     assert view._repr_svg_() is None  # Jupyter falls back to the DOT text
+    assert view._repr_mimebundle_() == {"text/plain": view.dot}
     fake = tmp_path / "dot"  # a stand-in for Graphviz: reads DOT on stdin, writes SVG
     fake.write_text('#!/bin/sh\n[ "$1" = "-Tsvg" ] || exit 2\nread first\n'
                     'echo "<svg><!-- $first --></svg>"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     assert view._repr_svg_() == '<svg><!-- digraph "simple" { --></svg>\n'
+    assert view._repr_mimebundle_() == {"image/svg+xml": view._repr_svg_()}
     fake.write_text("#!/bin/sh\nexit 1\n")
     assert GraphView("digraph {}")._repr_svg_() is None
