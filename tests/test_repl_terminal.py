@@ -8,8 +8,8 @@ import os
 import pty
 import re
 import select
-import signal
 import struct
+import subprocess
 import sys
 import termios
 import time
@@ -21,16 +21,28 @@ ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;?<=>]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>]")
 
 
+# Run in the child's new session: opening the terminal by name makes it the controlling terminal
+# (so Ctrl-C on it sends SIGINT to the REPL), then become `python -m ppl ...`. The test process
+# runs JAX's threads, so the child is started by subprocess (fork and exec in C), not pty.fork.
+CONTROLLING = """
+import os, sys
+fd = os.open(os.ttyname(0), os.O_RDWR)
+os.close(fd)
+os.execv(sys.executable, [sys.executable, "-m", "ppl"] + sys.argv[1:])
+"""
+
+
 class Terminal:
     """A child process on a pseudo-terminal, with expect-style matching of its output."""
 
     def __init__(self, args, env, cwd):
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: its controlling terminal is the pty
-            os.chdir(cwd)
-            os.execve(sys.executable, [sys.executable, "-m", "ppl", *args], env)
-        self.pid, self.fd = pid, fd
+        fd, child = pty.openpty()
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        self.proc = subprocess.Popen([sys.executable, "-c", CONTROLLING, *args], stdin=child,
+                                     stdout=child, stderr=child, env=env, cwd=cwd,
+                                     start_new_session=True)
+        os.close(child)
+        self.pid, self.fd = self.proc.pid, fd
         self.text, self.seen = "", 0
         self.status = None
 
@@ -81,19 +93,15 @@ class Terminal:
                 self._read(0.2)
             except EOFError:
                 pass
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
+            if self.proc.poll() is not None:
+                self.status = self.proc.returncode
                 return self.status
         raise AssertionError("the REPL did not exit")
 
     def close(self):
-        if self.status is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         os.close(self.fd)
 
 
