@@ -94,11 +94,13 @@ class Repl:
         """The variables and functions the model so far declares (for completion)."""
         if not self.statements:
             return []
+        import re
+        functions = set(re.findall(r"^\s*def\s+([A-Za-z_]\w*)", self.source(), re.M))
         try:
             graph = self.model().graph
         except PPLError:
-            return []
-        return sorted({v.name for v in graph.variables()})
+            return sorted(functions)
+        return sorted({v.name for v in graph.variables()} | functions)
 
     def handle(self, text: str) -> bool:
         """One input: a `:command` or a statement. Returns False to leave."""
