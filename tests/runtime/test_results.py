@@ -155,3 +155,12 @@ def test_outputs_honour_the_umask(tmp_path, umask_027):
     assert stat.S_IMODE(fit.stat().st_mode) == 0o640
     write_csv(_idata({"mu": np.zeros((2, 5))}), str(tmp_path / "fit.csv"))
     assert stat.S_IMODE((tmp_path / "fit.csv").stat().st_mode) == 0o640
+
+
+def test_exact_marginals_text():
+    from ppl.runtime.results import exact_marginals_text
+    text = exact_marginals_text('{"z": {"values": [1, 2], "probabilities": [0.25, 0.75]}, '
+                                '"w": {"values": [0, 1], "probabilities": [[0.5, 0.5], [0.1, 0.9]]}}', 20)
+    assert text == ("exact posterior marginals:\n  P(z=1) = 0.250000, P(z=2) = 0.750000\n"
+                    "  P(w[1]=0) = 0.500000, P(w[1]=1) = 0.500000\n"
+                    "  P(w[2]=0) = 0.100000, P(w[2]=1) = 0.900000\n")
