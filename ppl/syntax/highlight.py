@@ -43,7 +43,6 @@ class PPLLexer(RegexLexer):
     aliases = ["ppl"]
     filenames = ["*.ppl"]
     mimetypes = ["text/x-ppl"]
-    url = "https://github.com/"  # the project has no public page yet
 
     tokens = {
         "root": [
