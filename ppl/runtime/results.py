@@ -75,8 +75,11 @@ def summary_source(idata):
     if "posterior_predictive" in groups:
         observed = set(idata.observed_data.data_vars) if "observed_data" in groups else set()
         taken = set(parts[0].data_vars) if parts else set()
-        generated = [n for n in idata.posterior_predictive.data_vars
-                     if n not in observed and n not in taken]
+        pp = idata.posterior_predictive
+        lead = (parts[0].sizes["chain"], parts[0].sizes["draw"]) if parts else None
+        # only draws that pair with the posterior's (merging others would pad them with NaN)
+        generated = [n for n in pp.data_vars if n not in observed and n not in taken
+                     and (lead is None or pp[n].shape[:2] == lead)]
         if generated:
             parts.append(idata.posterior_predictive[generated])
     if not parts:
