@@ -73,58 +73,66 @@ def _option_value(text: str):
 
 def cmd_check(args) -> int:
     model = _model(args.model)
+    from .ir import printer
+    from .passes import PASSES, choose
     g = model.graph
     print(f"{args.model}: ok")
     print("variables:")
     for v in g.variables():
         kind = "observed data" if v.observed else v.kind
-        t = _type_text(model, v)
         extra = f" ~ {', '.join(sorted(set(v.dists)))}" if v.dists else ""
-        print(f"  {v.name:<16} {kind:<14} {t}{extra}")
-    if g.discrete_latents():  # how each discrete latent is handled (ppl/ir/discrete.py)
-        from .ir.discrete import analyze
-        print("discrete latents:")
-        for line in analyze(g).describe():
-            print("  " + line)
-    plans = _loop_plans(model)
-    if plans:
+        print(f"  {v.name:<16} {kind:<14} {printer.vartype(v.type) if v.type else '(inferred)'}{extra}")
+    loops = _loop_plans(model.ir)
+    if loops:
         print("loops:")
-        for line in plans:
+        for line in loops:
             print("  " + line)
-    from .passes.base import choose, passes
     print("inference:")
-    for name, p in passes().items():
+    for name, p in PASSES.items():
         d = p.diagnose(g)
         print(f"  {name:<10} {'yes' if d else 'no '}  {d.reason}")
     try:
         plan = choose(g, args.method)
         print(f"plan: {plan.method} ({plan.reason})")
+        for line in PASSES[plan.method].describe(g):
+            print(line)
     except PPLError as e:
+        plan = None
         print(f"plan: none — {e.message}")
+    if getattr(args, "ir", False):
+        print("IR as built:")
+        print(printer.program(model.ir))
+        if plan is not None:
+            rewritten = PASSES[plan.method].rewrite(model.ir, {})
+            if rewritten.rewrites:
+                print(f"IR after {plan.method}'s rewrites:")
+                print(printer.program(rewritten))
     if args.data:
-        lowered = model.lower(args.data)
-        import jax
-        if lowered.marginal is not None:  # discrete latents summed out: check the factorisation
-            from .lower.marginalize import validate_marginal
-            res = validate_marginal(lowered, jax.random.PRNGKey(0))
-        else:
-            res = lowered.validate(0)
+        lowered = model.lower(args.data, plan.method if plan is not None else None)
+        res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
+            if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
         print(f"data: ok ({lowered.dim} unconstrained dimensions)")
         if res.get("checked"):
-            print(f"validation: lowered log density = numpyro reference at {res['points']} random "
+            ref = res.get("reference", "numpyro's reference")
+            print(f"validation: lowered log density = {ref} at {res['points']} random "
                   f"points (max |difference| {res['max_abs_diff']:.2g})")
-        else:
-            print(f"validation: skipped ({res['reason']})")
-        _print_additive(g, lowered)
+        for note in res.get("nonfinite", []):
+            print(f"warning: the log density is not finite at the random points: {note}")
+        _print_additive(lowered)
     _print_warnings(model, sys.stdout)
     return 0
 
 
-def _print_additive(graph, lowered) -> None:
+def _validate_density(lowered):
+    from .lower.validation import validate_density
+    return validate_density(lowered, 0)
+
+
+def _print_additive(lowered) -> None:
     """Which generated quantities the smc pass estimates as additive functionals, and why the
     others are not."""
     from .ir.statespace import find as find_form
-    form, _ = find_form(graph)
+    form, _ = find_form(lowered.graph)
     if form is None or not lowered.generated_names:
         return
     from .lower.additive import find as find_additive
@@ -161,35 +169,27 @@ def cmd_calibrate(args) -> int:
     return 0 if verdict == "passed" else 3
 
 
-def _type_text(model, v):
-    if v.type is None:
-        return "(inferred)"
-    s = v.type.span
-    line = model.source.splitlines()[s.line - 1]
-    return line[s.col - 1:s.end_col - 1] if s.line == s.end_line else v.type.base
-
-
-def _loop_plans(model):
-    from .syntax import ast as A
+def _loop_plans(ir):
+    from .ir import nodes as N
     out = []
 
     def walk(body):
         for s in body:
-            if isinstance(s, A.For):
-                p = model.graph.loop_plan(s)
+            if isinstance(s, N.Loop):
+                p = s.plan
                 why = f" (carries {', '.join(p.carried)}" + (
                     ", lag " + ", ".join(f"{n}[{s.var}-{k}]" for n, k in p.lags) if p.lags else "") + ")" \
                     if p.carried else ""
                 out.append(f"line {s.span.line}: for {s.var} — density: {p.density}, "
                            f"sampling: {p.sample}{why}")
                 walk(s.body)
-            elif isinstance(s, A.If):
+            elif isinstance(s, (N.Branch,)):
                 walk(s.then)
                 walk(s.orelse)
-            elif isinstance(s, A.Generated):
+            elif isinstance(s, N.Generated):
                 walk(s.body)
 
-    walk(model.graph.body)
+    walk(ir.body)
     return out
 
 
@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model")
     c.add_argument("--data")
     c.add_argument("--method", default="auto")
+    c.add_argument("--ir", action="store_true", help="print the IR, and the IR after the plan's rewrites")
     c.set_defaults(func=cmd_check)
     k = sub.add_parser("calibrate", help="simulation-based calibration of an inference method")
     k.add_argument("model")
