@@ -4,28 +4,11 @@
     model = ppl.load("examples/eight_schools.ppl")
     idata = model.sample("examples/eight_schools.json")
 """
-import os
+# Process-wide JAX settings (float64; XLA flags for parallel chains and faster compiles):
+# documented, and optional through PPL_X64=0 / PPL_XLA_FLAGS=0, in ppl/config.py.
+from .config import configure_jax
 
-# XLA's most expensive LLVM passes buy nothing measurable for sampler kernels but cost about a
-# third of their compile time, which dominates a cold run. Must be set before JAX starts its
-# backend; PPL_FAST_COMPILE=0 leaves XLA_FLAGS alone.
-if os.environ.get("PPL_FAST_COMPILE", "1") != "0" and \
-        "xla_llvm_disable_expensive_passes" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_llvm_disable_expensive_passes=true").strip()
-
-# Host devices for chains: up to 8 chains each run alone on their own device (a thread), so
-# chain c's draws are the same whether 2 or 8 chains run (no batching changes its arithmetic)
-# and no chain waits for another's tree building; more cores, more devices (up to 64).
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count="
-                               f"{max(8, min(os.cpu_count() or 1, 64))}").strip()
-
-import jax  # noqa: E402
-
-# Stan users expect double precision; exact evidence checks need it too.
-jax.config.update("jax_enable_x64", True)
+configure_jax()
 
 __version__ = "0.1.0"
 
@@ -33,3 +16,9 @@ from .api import Model, compile, load  # noqa: E402
 from .syntax.errors import PPLError  # noqa: E402
 
 __all__ = ["Model", "compile", "load", "PPLError", "__version__"]
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext ppl` in IPython/Jupyter: the `%%ppl NAME` cell magic (ppl/jupyter.py)."""
+    from .jupyter import load_ipython_extension as load
+    load(ipython)

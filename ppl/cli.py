@@ -24,67 +24,21 @@ def _print_warnings(model, stream=sys.stderr):
         stream.write(w.format(model.source, model.filename) + "\n")
 
 
-def _summary_vars(idata, max_elems: int, wanted: Optional[List[str]]):
-    post = idata.posterior
-    names = wanted or [n for n in post.data_vars]
-    shown, hidden = [], []
-    for n in names:
-        if n not in post.data_vars:
-            raise PPLError(f'no variable "{n}" in the posterior', None,
-                           "variables: " + ", ".join(post.data_vars))
-        size = int(post[n].size // (post.sizes["chain"] * post.sizes["draw"]))
-        (shown if wanted or size <= max_elems else hidden).append(n)
-    return shown, hidden
-
-
 def cmd_sample(args) -> int:
     model = _model(args.model)
     _print_warnings(model)
-    from .runtime.results import convergence_warnings, summarize, summary_table, write_netcdf
+    from .runtime.results import check_output_path, report, write_output
+    if args.output:
+        check_output_path(args.output)  # before the run, not after it
     t0 = time.perf_counter()
     idata = model.sample(args.data, method=args.method, chains=args.chains, draws=args.draws,
                          warmup=args.warmup, seed=args.seed,
                          progress=not args.quiet and sys.stderr.isatty(),
                          validate=not args.no_validate,
                          **_method_options(args))
-    elapsed = time.perf_counter() - t0
-    plan = model.last_plan
-    print(f"method: {plan.method} — {plan.reason}")
-    has_posterior = "posterior" in idata.groups()
-    attrs = (idata.posterior if has_posterior else getattr(idata, idata.groups()[0])).attrs
-    ev = attrs.get("log_evidence")
-    if ev is not None:
-        se = attrs.get("log_evidence_se")
-        print(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
-    smoothed = [k[len("smoothed_"):] for k in attrs if k.startswith("smoothed_") and not k.endswith("_se")]
-    if smoothed:
-        print(f"additive functionals, E[· | data] ({attrs.get('smoothing_method', '')}):")
-        for n in smoothed:
-            se = attrs.get(f"smoothed_{n}_se")
-            print(f"  {n} = {float(attrs[f'smoothed_{n}']):.6g}" + (f" ± {float(se):.2g}" if se is not None else ""))
-    if attrs.get("marginals"):
-        _print_exact_marginals(attrs["marginals"], args.max_elements)
-    shown, hidden = _summary_vars(idata, args.max_elements, args.vars) if has_posterior else ([], [])
-    df = summarize(idata, var_names=shown) if has_posterior and shown else None
-    if shown:
-        print(summary_table(df, var_names=shown))
-    if hidden:
-        print(f"(not shown, more than {args.max_elements} elements each: {', '.join(hidden)}; "
-              "use --vars NAME to show them)")
-    stats = idata.sample_stats if "sample_stats" in idata.groups() else None
-    if stats is not None and "diverging" in stats and has_posterior:
-        n_div = int(stats["diverging"].sum())
-        print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
-              f"{n_div} divergent transitions, {elapsed:.2f} s")
-    # R-hat and ESS judge Markov chains; independent filters or exact draws are not chains
-    algorithm = str(attrs.get("smc_algorithm", ""))
-    mcmc = attrs.get("inference_method") == "nuts" or algorithm.startswith("particle Gibbs")
-    multi_chain = mcmc and has_posterior and idata.posterior.sizes.get("chain", 1) > 1
-    checks = convergence_warnings(df) if multi_chain and df is not None else []
-    for w in list(getattr(model, "last_warnings", [])) + checks:
-        sys.stderr.write(f"warning: {w}\n")
+    report(model, idata, time.perf_counter() - t0, args.vars, args.max_elements)
     if args.output:
-        write_netcdf(idata, args.output)
+        write_output(idata, args.output)
         print(f"wrote {args.output}")
     return 0
 
@@ -115,26 +69,6 @@ def _option_value(text: str):
         except ValueError:
             pass
     return text
-
-
-def _print_exact_marginals(text: str, max_elements: int) -> None:
-    """Exact posterior probabilities (from enumeration), before the Monte Carlo summary."""
-    import json
-    import numpy as np
-    marginals = json.loads(text)
-    print("exact posterior marginals:")
-    for name, m in marginals.items():
-        probs = np.asarray(m["probabilities"])
-        values = m["values"]
-        if probs.ndim == 1:
-            body = ", ".join(f"P({name}={v}) = {p:.6f}" for v, p in zip(values, probs))
-            print(f"  {body}")
-        else:
-            flat = probs.reshape(-1, probs.shape[-1])
-            for k, row in enumerate(flat[:max_elements]):
-                idx = ", ".join(str(i + 1) for i in np.unravel_index(k, probs.shape[:-1]))
-                print("  " + ", ".join(f"P({name}[{idx}]={v}) = {p:.6f}" for v, p in zip(values, row)))
-    print()
 
 
 def cmd_check(args) -> int:
@@ -271,6 +205,16 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    """ArviZ's plots of a saved run as PNG (ppl/runtime/plots.py)."""
+    from .runtime.plots import load, plot
+    idata = load(args.fit)
+    output = args.output or f"{Path(args.fit).stem}_{args.kind}.png"
+    plot(idata, args.kind, output, args.vars, name=args.fit)
+    print(f"wrote {output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ppl", description="ppl — probabilistic programs compiled to JAX")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -318,8 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("model")
     g.add_argument("--output", "-o")
     g.set_defaults(func=cmd_graph)
+    pl = sub.add_parser("plot", help="plot a saved run (a .nc file from --output) as PNG")
+    pl.add_argument("fit", help="NetCDF file written by ppl sample --output")
+    pl.add_argument("kind", nargs="?", default="trace",
+                    choices=["trace", "rank", "pair", "ppc", "forest", "energy"],
+                    help="the plot (default: trace)")
+    pl.add_argument("--output", "-o", help="the PNG file (default: FIT_KIND.png here)")
+    pl.add_argument("--vars", nargs="+", help="variables to plot (default: the first few)")
+    pl.set_defaults(func=cmd_plot)
     r = sub.add_parser("repl", help="build and run a model interactively")
-    r.set_defaults(func=lambda args: __import__("ppl.repl", fromlist=["run"]).run())
+    r.add_argument("model", nargs="?", help="a .ppl file to start from")
+    r.set_defaults(func=lambda args: __import__("ppl.repl", fromlist=["run"]).run(model_path=args.model))
     return ap
 
 

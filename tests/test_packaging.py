@@ -18,4 +18,6 @@ def test_wheel_contains_grammar_and_stdlib(tmp_path):
     assert "ppl/_grammar/ppl.lark" in names
     stdlib = {p.name for p in (ROOT / "stdlib").glob("*.ppl")}
     assert stdlib and {f"ppl/_stdlib/{n}" for n in stdlib} <= names
-    assert any(n.endswith("entry_points.txt") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[pygments.lexers]\nppl = ppl.syntax.highlight:PPLLexer" in text
