@@ -12,48 +12,13 @@ IPython is imported only when the extension is loaded.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
-from typing import Optional
 
-
-class GraphView:
-    """DOT text that draws itself in Jupyter: SVG through Graphviz's `dot` when it is installed,
-    the DOT text otherwise."""
-
-    def __init__(self, dot: str):
-        self.dot = dot
-
-    def svg(self, timeout: float = 30.0) -> Optional[str]:
-        """The SVG, or None without a working `dot`."""
-        exe = shutil.which("dot")
-        if exe is None:
-            return None
-        try:
-            done = subprocess.run([exe, "-Tsvg"], input=self.dot, capture_output=True, text=True,
-                                  timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout if done.returncode == 0 and "<svg" in done.stdout else None
-
-    def _repr_svg_(self) -> Optional[str]:
-        return self.svg()  # None: Jupyter shows the text form instead
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """For objects that delegate their display here (ModelGraph): SVG, else the DOT text."""
-        svg = self.svg()
-        return {"image/svg+xml": svg} if svg is not None else {"text/plain": self.dot}
-
-    def __repr__(self) -> str:
-        return self.dot
-
-    __str__ = __repr__
+from .ir.dot import GraphView, to_dot
 
 
 def graph_view(graph, name: str = "model") -> GraphView:
     """The model graph (a ModelGraph) in plate notation, ready to display."""
-    from .ir.dot import to_dot
     return GraphView(to_dot(graph, name))
 
 

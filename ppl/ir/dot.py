@@ -1,9 +1,10 @@
 """ModelGraph → Graphviz DOT in plate notation."""
 from __future__ import annotations
 
-from typing import Dict, List
+import shutil
+import subprocess
+from typing import Dict, List, Optional
 
-from .graph import ModelGraph
 from .printer import expr
 
 _STYLE = {
@@ -20,7 +21,8 @@ def _q(s: str) -> str:
     return '"' + s.replace('"', '\\"') + '"'
 
 
-def to_dot(graph: ModelGraph, name: str = "model") -> str:
+def to_dot(graph, name: str = "model") -> str:
+    """The DOT text of a `ModelGraph`."""
     out: List[str] = [f"digraph {_q(name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica"];']
     by_plate: Dict[tuple, List] = {}
     for v in graph.variables():
@@ -71,3 +73,36 @@ def to_dot(graph: ModelGraph, name: str = "model") -> str:
             out.append(f"  {_q(parent)} -> {fid};")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+class GraphView:
+    """DOT text that draws itself in Jupyter: SVG through Graphviz's `dot` when it is installed,
+    the DOT text otherwise."""
+
+    def __init__(self, dot: str):
+        self.dot = dot
+
+    def svg(self, timeout: float = 30.0) -> Optional[str]:
+        """The SVG, or None without a working `dot`."""
+        exe = shutil.which("dot")
+        if exe is None:
+            return None
+        try:
+            done = subprocess.run([exe, "-Tsvg"], input=self.dot, capture_output=True, text=True,
+                                  timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 and "<svg" in done.stdout else None
+
+    def _repr_svg_(self) -> Optional[str]:
+        return self.svg()  # None: Jupyter shows the text form instead
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """For objects that delegate their display here (ModelGraph): SVG, else the DOT text."""
+        svg = self.svg()
+        return {"image/svg+xml": svg} if svg is not None else {"text/plain": self.dot}
+
+    def __repr__(self) -> str:
+        return self.dot
+
+    __str__ = __repr__

@@ -16,6 +16,7 @@ import networkx as nx
 
 from ..syntax.visit import walk
 from . import nodes as N
+from .dot import GraphView, to_dot
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,15 @@ class ModelGraph:
             return list(nx.topological_sort(dep))
         except nx.NetworkXUnfeasible:  # mutual recursion through element writes
             return list(self.ir.variables)
+
+    # ------------------------------------------------------------ display
+    def view(self, name: str = "model") -> GraphView:
+        """The graph in plate notation: SVG in Jupyter when Graphviz is installed, DOT text
+        otherwise."""
+        return GraphView(to_dot(self, name))
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return self.view()._repr_mimebundle_(include, exclude)
 
     # ------------------------------------------------------------ construction
     def _add_stmt(self, s: N.Stmt, plates, generated, target=None):
