@@ -14,6 +14,7 @@ from ..builtins.functions import FUNCTIONS
 from ..syntax import ast as A
 from ..syntax.errors import PPLCheckError, Warning_, did_you_mean
 from ..syntax.parser import parse
+from ..syntax.visit import walk
 
 BASE_TYPES = {"real": 0, "int": 0, "bool": 0, "vector": 1, "matrix": 2}
 # constrained types: rank of one value
@@ -163,18 +164,11 @@ class Checker:
 
     def _collect_definitions(self, body):
         """Where each name is first defined, so a use before it can point there."""
-        for s in body:
+        for s in (x for b in body for x in walk(b)):
             if isinstance(s, (A.DataDecl, A.ParamDecl, A.VarDecl)):
                 self.later.setdefault(s.name, s.name_span)
             elif isinstance(s, (A.Sample, A.Assign)):
                 self.later.setdefault(s.target.name, s.target.span)
-            elif isinstance(s, A.For):
-                self._collect_definitions(s.body)
-            elif isinstance(s, A.If):
-                self._collect_definitions(s.then)
-                self._collect_definitions(s.orelse)
-            elif isinstance(s, A.Generated):
-                self._collect_definitions(s.body)
 
     # ------------------------------------------------------------ imports / functions
     def _import(self, s: A.Import):
@@ -582,6 +576,14 @@ class Checker:
         if isinstance(e, A.UnOp):
             t = self._expr(e.operand, scope)
             return Ty("bool", t.rank) if e.op == "!" else t
+        if isinstance(e, A.Ternary):
+            c, a, b = (self._expr(x, scope) for x in (e.cond, e.then, e.orelse))
+            if c.base == "real":
+                raise self.err("the condition of `? :` must be a comparison or a bool", e.cond.span,
+                               "e.g. `x > 0 ? a : b`")
+            ranks = [t.rank for t in (c, a, b)]
+            base = "int" if a.base == b.base == "int" else ("bool" if a.base == b.base == "bool" else "real")
+            return Ty(base, None if None in ranks else max(ranks))
         if isinstance(e, A.Transpose):
             return self._expr(e.operand, scope)
         if isinstance(e, A.ArrayLit):

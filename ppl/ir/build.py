@@ -206,6 +206,9 @@ class Builder:
             return N.Binary(e.span, e.op, self._expr(e.left, scope), self._expr(e.right, scope))
         if isinstance(e, A.UnOp):
             return N.Unary(e.span, e.op, self._expr(e.operand, scope))
+        if isinstance(e, A.Ternary):
+            return N.Cond(e.span, self._expr(e.cond, scope), self._expr(e.then, scope),
+                          self._expr(e.orelse, scope))
         if isinstance(e, A.Transpose):
             return N.Transpose(e.span, self._expr(e.operand, scope))
         if isinstance(e, A.ArrayLit):

@@ -159,6 +159,9 @@ class _ToAST(Transformer):
         op = {".*": "*", "./": "/"}.get(op, op)
         return A.BinOp(_span(meta), op, c[0], c[2])
 
+    def ternary(self, meta, c):
+        return A.Ternary(_span(meta), c[0], c[1], c[2])
+
     def unop(self, meta, c):
         return A.UnOp(_span(meta), str(c[0]), c[1])
 
@@ -211,7 +214,7 @@ _TOKEN_WORDS = {
     "PLUSEQ": '"+="', "BAR": '"|"', "ADDOP": '"+" or "-"', "MULOP": "an operator (* / @ %)",
     "POWOP": '"^"', "RELOP": "a comparison", "EQOP": '"==" or "!="', "LESSTHAN": '"<"',
     "MORETHAN": '">"', "EQUAL": '"="', "$END": "end of file", "TRANSPOSE": "'",
-    "NOTOP": '"!"', "OROP": '"||"', "ANDOP": '"&&"', "__ANON_0": '"->"',
+    "NOTOP": '"!"', "OROP": '"||"', "ANDOP": '"&&"', "__ANON_0": '"->"', "QMARK": '"?"',
 }
 # tokens that continue an expression (binary and postfix operators)
 _OPERATORS = {"ADDOP", "MULOP", "POWOP", "RELOP", "EQOP", "ANDOP", "OROP", "TRANSPOSE",
