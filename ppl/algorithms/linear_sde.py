@@ -308,9 +308,62 @@ def log_evidence(trans: Transitions, grid, m0, P0, obs_times, ys, obs_matrix, ob
 
 
 def smooth(trans: Transitions, grid, m0, P0, obs_times, ys, obs_matrix, obs_cov, times=None):
-    """Posterior (smoothed) means (T, n) and covariances (T, n, n) at ``times`` (default: the
-    whole grid), and the log evidence."""
-    model = kalman_ssm(trans, m0, P0, obs_matrix, obs_cov)
-    sm = kalman.smoother(model, jnp.asarray(_grid_observations(grid, obs_times, ys)))
-    idx = slice(None) if times is None else grid_index(grid, times)
-    return sm.smoothed_means[idx], sm.smoothed_covs[idx], sm.filter.log_evidence
+    """Posterior means (T, n) and covariances (T, n, n) of Z at ``times`` (default: the whole
+    grid), and the log evidence (Kalman filter).
+
+    The marginals come from direct Gaussian conditioning of Z(τ) on all observations (numpy,
+    float64, O(grid · observations)), not from an RTS backward pass: the augmented MA-fBM state
+    has K+1 coordinates driven by one Brownian motion, so over a short step its transition
+    covariance is numerically singular (cond ≈ 1e16 at Δ = 0.05), and with a point X(0) and
+    Y(0) = 0 (type II) so is the predicted covariance the RTS gain inverts: ``kalman.smoother``
+    gave sd 0.80 for 0.66 at t = 0.2 on the type-II fBM bridge, a pseudo-inverse gain still
+    1e-3 off. Conditioning needs only the covariance of the observations, which is well posed.
+    """
+    log_ev = log_evidence(trans, grid, m0, P0, obs_times, ys, obs_matrix, obs_cov)
+    Phi, b, Q = (np.asarray(x, dtype=np.float64) for x in trans)
+    N, n = Phi.shape[0], Phi.shape[1]
+    H = np.asarray(obs_matrix, dtype=np.float64).reshape(-1, n)
+    R = np.atleast_2d(np.asarray(obs_cov, dtype=np.float64))
+    k = H.shape[0]
+    obs_idx = grid_index(grid, obs_times)
+    y = np.asarray(ys, dtype=np.float64).reshape(len(obs_idx), k)
+    tgt_idx = np.arange(N + 1) if times is None else grid_index(grid, times)
+    # prior moments on the grid
+    m = np.empty((N + 1, n))
+    P = np.empty((N + 1, n, n))
+    m[0], P[0] = np.asarray(m0, dtype=np.float64), np.asarray(P0, dtype=np.float64)
+    for i in range(N):
+        m[i + 1] = Phi[i] @ m[i] + b[i]
+        P[i + 1] = Phi[i] @ P[i] @ Phi[i].T + Q[i]
+
+    def cross(a_idx, o_idx):
+        """C[i, j] = Cov(Z_{a_i}, Z_{o_j}): P_a Φ_{o←a}ᵀ if a ≤ o, else Φ_{a←o} P_o."""
+        C = np.empty((len(a_idx), len(o_idx), n, n))
+        for i, a in enumerate(a_idx):
+            prop = np.eye(n)  # Φ_{j←a} for j walking forward from a
+            j = a
+            for jj in np.argsort(o_idx):
+                o = o_idx[jj]
+                if o >= a:
+                    while j < o:
+                        prop = Phi[j] @ prop
+                        j += 1
+                    C[i, jj] = P[a] @ prop.T
+                else:
+                    back = np.eye(n)
+                    for t in range(o, a):
+                        back = Phi[t] @ back
+                    C[i, jj] = back @ P[o]
+        return C
+
+    C_oo = cross(obs_idx, obs_idx)  # (n_obs, n_obs, n, n)
+    S = np.einsum("kn,ijnm,lm->ikjl", H, C_oo, H).reshape(len(obs_idx) * k, -1)
+    S = S + np.kron(np.eye(len(obs_idx)), R)
+    S = 0.5 * (S + S.T)
+    resid = (y - m[obs_idx] @ H.T).reshape(-1)
+    C_ao = cross(tgt_idx, obs_idx)  # (n_tgt, n_obs, n, n)
+    G = np.einsum("ijnm,km->injk", C_ao, H).reshape(len(tgt_idx), n, -1)  # Cov(Z_a, y)
+    means = m[tgt_idx] + np.einsum("anj,j->an", G, np.linalg.solve(S, resid))
+    covs = P[tgt_idx] - np.einsum("anj,ajm->anm", G,
+                                  np.stack([np.linalg.solve(S, g.T) for g in G]))
+    return means, 0.5 * (covs + np.swapaxes(covs, 1, 2)), log_ev
