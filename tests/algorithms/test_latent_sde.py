@@ -165,7 +165,7 @@ def test_ou_default_settings_against_exact_answers():
     d = sde_data.load("ou_gaussian")
     post = d["reference"]["posterior"]
     algo = L.build(ou_problem(d), L.Options(save_times=tuple(post["times"])))
-    res = _fit(algo, eval_paths=8192)
+    res = _fit(algo, eval_paths=32768)
     chain = ou_chain_evidence(d, algo.grid)
     exact = d["reference"]["log_evidence"]
     assert res.elbo.elbo <= chain + 2 * res.elbo.se, (res.elbo, chain)
