@@ -53,7 +53,7 @@ TARGET = EXACT - 0.5
 def config(a) -> dict:
     scales = [a.dt * 4.0 ** j for j in range(int(math.ceil(math.log(max(2.0 / a.dt, 4.0), 4))))]
     return {"paths": a.paths, "dt": a.dt, "hidden": [64, 64], "fourier": 2, "scales": scales,
-            "lr": a.lr, "seed": a.seed}
+            "lr": a.lr, "seed": a.seed, "threads": a.torch_threads}
 
 
 # ------------------------------------------------------------------------------ ppl side
@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-paths", type=int, default=2048)
     ap.add_argument("--max-seconds", type=float, default=900.0)
     ap.add_argument("--methods", nargs="+", default=["euler", "srk"])
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch intra-op threads (1: on a shared 2-core machine two spinning "
+                         "OpenMP threads made torchsde steps many times slower)")
     ap.add_argument("--only", choices=["step", "target"], default=None)
     ap.add_argument("--out", type=Path, default=RESULTS / "latent_sde.json")
     a = ap.parse_args(argv)
