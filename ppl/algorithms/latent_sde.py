@@ -180,7 +180,7 @@ class Options:
     y_input: bool = True  # feed the OU states Y to the network (MA-fBM)
     step_variance: bool = True
     learning_rate: float = 1e-2
-    steps: int = 3000  # length of the learning-rate schedule
+    steps: int = 4000  # length of the learning-rate schedule
     final_lr_fraction: float = 0.05
     kl_anneal_steps: int = 0  # β rises linearly from 0 to 1 over this many steps
     y0: str = "prior"  # type I MA-fBM: "prior" (as the paper) or "variational" (Gaussian q(Y0))
@@ -595,7 +595,7 @@ class FitResult(NamedTuple):
 
 
 def fit(key, algo: LatentSDE, max_steps: Optional[int] = None, chunk: int = 100,
-        window: int = 200, patience: int = 3, tol: float = 0.02, min_fraction: float = 0.6,
+        window: int = 200, patience: int = 3, tol: float = 0.02, min_fraction: float = 0.75,
         eval_paths: int = 4096,
         progress: Optional[Callable[[int, dict], None]] = None, state: Optional[TrainState] = None
         ) -> FitResult:
