@@ -5,6 +5,7 @@
     idata = model.sample("examples/eight_schools.json")
 """
 import os
+import sys
 
 # XLA's most expensive LLVM passes buy nothing measurable for sampler kernels but cost about a
 # third of their compile time, which dominates a cold run. Must be set before JAX starts its
@@ -19,14 +20,24 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={min(os.cpu_count() or 1, 8)}").strip()
 
-import jax  # noqa: E402
-
-# Stan users expect double precision; exact evidence checks need it too.
-jax.config.update("jax_enable_x64", True)
+# Stan users expect double precision; exact evidence checks need it too. Through the
+# environment, which JAX reads when it is first imported, so that `import ppl` stays light:
+# the `ppl` command installs its signal handlers and checks its arguments before the second
+# or so that importing JAX takes. When JAX is already imported, through its configuration.
+os.environ["JAX_ENABLE_X64"] = "1"
+if "jax" in sys.modules:
+    sys.modules["jax"].config.update("jax_enable_x64", True)
 
 __version__ = "0.1.0"
 
-from .api import Model, compile, load  # noqa: E402
-from .syntax.errors import PPLError  # noqa: E402
+from .syntax.errors import PPLError  # noqa: E402  (light: no JAX)
 
 __all__ = ["Model", "compile", "load", "PPLError", "__version__"]
+
+
+def __getattr__(name):
+    # the API imports JAX: loaded on first use of ppl.Model, ppl.compile or ppl.load
+    if name in ("Model", "compile", "load"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'ppl' has no attribute {name!r}")

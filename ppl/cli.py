@@ -12,11 +12,10 @@ from .syntax.errors import PPLError
 
 
 def _model(path: str):
+    from .syntax.parser import read_source
+    source = read_source(path)  # UTF-8 (BOM or not) or UTF-16; a framed error otherwise
     from .api import Model
-    p = Path(path)
-    if not p.is_file():
-        raise PPLError("model file not found", None, "give the path to a .ppl file", filename=str(path))
-    return Model(p.read_text(), str(path))
+    return Model(source, str(path))
 
 
 def _print_warnings(model, stream=sys.stderr):
@@ -230,9 +229,10 @@ def cmd_calibrate(args) -> int:
 def _type_text(model, v):
     if v.type is None:
         return "(inferred)"
+    from .syntax.errors import source_line
     s = v.type.span
-    line = model.source.splitlines()[s.line - 1]
-    return line[s.col - 1:s.end_col - 1] if s.line == s.end_line else v.type.base
+    line = source_line(model.source, s.line)
+    return line[s.col - 1:s.end_col - 1] if s.line == s.end_line and line else v.type.base
 
 
 def _loop_plans(model):
