@@ -30,14 +30,16 @@ if "jax" in sys.modules:
 
 __version__ = "0.1.0"
 
-from .syntax.errors import PPLError  # noqa: E402  (light: no JAX)
-
 __all__ = ["Model", "compile", "load", "PPLError", "__version__"]
 
 
 def __getattr__(name):
-    # the API imports JAX: loaded on first use of ppl.Model, ppl.compile or ppl.load
+    # loaded on first use: the API imports JAX, and even the error classes cost a tenth of a
+    # second that the `ppl` command spends before its signal handlers are in place
     if name in ("Model", "compile", "load"):
         from . import api
         return getattr(api, name)
+    if name == "PPLError":
+        from .syntax.errors import PPLError
+        return PPLError
     raise AttributeError(f"module 'ppl' has no attribute {name!r}")

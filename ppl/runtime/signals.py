@@ -14,8 +14,9 @@ process itself:
 - The Python-level handler, run in the main thread between bytecodes, does the same when it
   gets there first.
 
-Installed by ppl.cli.main as its first instruction, before JAX is imported; `install` is a
-no-op outside the main thread.
+Installed first thing by the entry point (ppl/__main__.py), about 30 ms into the process and
+long before JAX is imported; `install` is a no-op outside the main thread, and leaves alone a
+signal the process was started ignoring.
 """
 from __future__ import annotations
 
@@ -91,7 +92,10 @@ def install() -> bool:
         previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     except (OSError, ValueError):
         return False
-    previous = {s: signal.signal(s, _handler) for s in HANDLED}
+    # a signal the process was started ignoring stays ignored (`ppl sample … &` in a script:
+    # the shell makes background jobs ignore Ctrl-C)
+    previous = {s: signal.signal(s, _handler) for s in HANDLED
+                if signal.getsignal(s) is not signal.SIG_IGN}
     thread = threading.Thread(target=_watch, args=(reader,), name="ppl-signals", daemon=True)
     thread.start()
     _state = dict(reader=reader, writer=writer, previous=previous, previous_fd=previous_fd,
