@@ -80,14 +80,10 @@ def _encode(x):
     raise TypeError(f"unexpected {type(x).__name__} in the parser tables")
 
 
-def _decode(x):
-    if isinstance(x, dict):
-        if len(x) == 1 and "#int" in x:
-            return {int(k): _decode(v) for k, v in x["#int"]}
-        return {k: _decode(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_decode(v) for v in x]
-    return x
+def _int_keys(obj: dict):
+    # json's object_hook: called from C for each object, innermost first
+    pairs = obj.get("#int")
+    return {k: v for k, v in pairs} if pairs is not None and len(obj) == 1 else obj
 
 
 def dumps(parser: Lark, grammar: str) -> str:
@@ -103,10 +99,10 @@ def loads(text: str, grammar: str) -> Optional[Lark]:
     """The parser from stored tables, or None when they are for another grammar, another
     version of lark, or malformed."""
     try:
-        stored = json.loads(text)
+        stored = json.loads(text, object_hook=_int_keys)
         if not isinstance(stored, dict) or stored.get("key") != key(grammar):
             return None
-        return Lark._load_from_dict(_decode(stored["data"]), _decode(stored["memo"]),
+        return Lark._load_from_dict(stored["data"], stored["memo"],
                                     postlex=BracketNewlines(),
                                     propagate_positions=OPTIONS["propagate_positions"])
     except Exception:  # a damaged file costs a rebuild, nothing more
