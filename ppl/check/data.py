@@ -799,7 +799,10 @@ def _shape_hint(d: A.DataDecl, got, want, values, checked: CheckedProgram, data_
 
 def _num(v):
     v = float(v)
-    return str(int(v)) if v == int(v) else repr(v)
+    if math.isinf(v) or math.isnan(v):
+        return _value_text(v)
+    # past 2^53 a float's integer digits are rounding noise: 1e30, not 1000000000000000019884624838656
+    return str(int(v)) if v == int(v) and abs(v) < 2.0**53 else repr(v)
 
 
 def _fmt_shape(shape):
