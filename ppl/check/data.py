@@ -417,7 +417,13 @@ def _to_array(raw, name: str, base: str, tt: str, span, err, data_name: str, wha
                 over = np.isfinite(arr) & ((arr >= 2.0**63) | (arr < -2.0**63))
             if over.any():
                 pos = tuple(np.argwhere(over)[0])
-                raise err(f'{label}{_first_bad(~over)}" is {_value_text(arr[pos])} in {data_name}, '
+                shown = _value_text(arr[pos])
+                exact = _first_leaf(raw, lambda x: isinstance(x, int) and not isinstance(x, bool)
+                                    and not -INT64_MAX - 1 <= x <= INT64_MAX) \
+                    if isinstance(raw, (list, tuple)) else None
+                if exact is not None and exact[0] == tuple(i + 1 for i in pos):
+                    shown = _big_text(exact[1])  # as written: 2^63, not 9.223372036854776e+18
+                raise err(f'{label}{_first_bad(~over)}" is {shown} in {data_name}, '
                           f'beyond the 64-bit integers of "{name}" (declared {tt})', span,
                           f"integers are at most {INT64_MAX}; declare it real if it is a measurement")
     if kind in "iub" and base in ("int", "bool"):
