@@ -740,4 +740,6 @@ def _describe(e: A.Expr) -> str:
 
 
 def check(program: A.Program) -> CheckedProgram:
-    return Checker(program).run()
+    from ..syntax.parser import recursion_headroom
+    with recursion_headroom():  # the checks recurse a few frames per level of nesting
+        return Checker(program).run()

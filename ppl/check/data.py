@@ -207,7 +207,8 @@ class _ConstEval:
             ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide,
                    "^": np.power, "%": np.mod}
             if e.op in ops:
-                r = ops[e.op](a, b)
+                with np.errstate(all="ignore"):
+                    r = ops[e.op](a, b)
                 if e.op == "/" and isinstance(a, int) and isinstance(b, int) and a % b == 0:
                     r = a // b
                 return r.item() if isinstance(r, np.generic) else r
@@ -235,8 +236,9 @@ class _ConstEval:
             args = [np.asarray(self(a)) for a in e.args]
             f = {"max": np.max, "min": np.min, "sum": np.sum, "size": lambda x: len(x),
                  "num_elements": np.size, "sqrt": np.sqrt, "exp": np.exp, "log": np.log}[e.func]
-            r = f(*args) if e.func not in ("max", "min") or len(args) == 1 else \
-                (np.maximum if e.func == "max" else np.minimum)(*args)
+            with np.errstate(all="ignore"):  # exp(1000) is inf: then a bound check says so
+                r = f(*args) if e.func not in ("max", "min") or len(args) == 1 else \
+                    (np.maximum if e.func == "max" else np.minimum)(*args)
             return r.item() if isinstance(r, np.generic) else r
         raise self.err("this expression cannot be computed from the data", e.span,
                        "sizes use integer data, literals and + - * /")
@@ -445,6 +447,15 @@ def _declared_shapes(checked: CheckedProgram, ev) -> Dict[str, tuple]:
 
 
 def bind_data(checked: CheckedProgram, data: Dict[str, Any], data_name: str = "the data") -> BoundData:
+    """The data checked against the declarations and made arrays; the values given for random
+    variables (held fixed); warnings for data the model does not declare. Raises a located
+    PPLDataError for the first problem."""
+    from ..syntax.parser import recursion_headroom
+    with recursion_headroom():  # sizes and bounds are evaluated recursively
+        return _bind_data(checked, data, data_name)
+
+
+def _bind_data(checked: CheckedProgram, data: Dict[str, Any], data_name: str) -> BoundData:
     src, fname = checked.program.source, checked.program.filename
 
     def err(msg, span, hint=None):
@@ -576,6 +587,9 @@ def _constraint_problem(base: str, arr: np.ndarray):
     elif base == "unit_vector":
         if not np.allclose(np.linalg.norm(arr, axis=-1), 1.0, atol=1e-8):
             return "its length is not 1"
+    elif base in ("cov_matrix", "corr_matrix", "cholesky_factor_corr", "corr_cholesky",
+                  "cholesky_factor_cov", "cholesky_cov") and (arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]):
+        return "it is not square"
     elif base in ("cov_matrix", "corr_matrix"):
         if not np.allclose(arr, np.swapaxes(arr, -1, -2), atol=1e-8):
             return "it is not symmetric"

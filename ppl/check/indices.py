@@ -53,7 +53,9 @@ def check_indices(checked, data_values: Dict[str, np.ndarray], shapes: Dict[str,
                   err: Callable, data_name: str) -> None:
     """Raise err(...) for the first index or slice bound, computable from the data, that is
     outside the extent it indexes."""
-    _Walker(checked, data_values, shapes, err, data_name).run()
+    from ..syntax.parser import recursion_headroom
+    with recursion_headroom():
+        _Walker(checked, data_values, shapes, err, data_name).run()
 
 
 class _Walker:
@@ -150,6 +152,10 @@ class _Walker:
         try:
             return self.value(e, env)
         except _Unknown:
+            return None
+        except (ArithmeticError, ValueError, TypeError, IndexError, RuntimeError, MemoryError):
+            # numpy refusing a value (more than 32 dimensions, a shape that does not fit …):
+            # not computable here, as far as this check is concerned
             return None
 
     def value(self, e, env: _Env) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Source text → AST, with syntax errors in the common frame."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
@@ -290,6 +291,24 @@ INT_MAX = 2**63 - 1
 # How deeply expressions and blocks may nest. The later stages walk the program recursively;
 # the parser itself does not, and past this depth a program is machine-made and wrong.
 MAX_DEPTH = 1000
+# Python frames the recursive stages may need for a program MAX_DEPTH deep (a few per level).
+RECURSION_NEEDED = 10 * MAX_DEPTH
+
+
+@contextlib.contextmanager
+def recursion_headroom(frames: int = RECURSION_NEEDED):
+    """Raise Python's recursion limit (1000 by default) to `frames` for the duration, never
+    lower it: the checker and the data checks recurse a few frames per level of nesting.
+    Python 3.11 runs Python-to-Python calls without growing the C stack, so this is safe."""
+    import sys
+    before = sys.getrecursionlimit()
+    if before < frames:
+        sys.setrecursionlimit(frames)
+    try:
+        yield
+    finally:
+        if before < frames and sys.getrecursionlimit() == frames:
+            sys.setrecursionlimit(before)
 
 
 def _as_real(digits: str) -> str:
