@@ -221,7 +221,7 @@ def cmd_calibrate(args) -> int:
           f"Bonferroni over {n} quantities × 2 tests)")
     if args.output:
         print(f"wrote {args.output}")
-    return 0 if verdict == "passed" else 3
+    return EXIT_OK if verdict == "passed" else EXIT_CALIBRATION_FAILED
 
 
 def _type_text(model, v):

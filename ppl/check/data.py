@@ -485,6 +485,8 @@ def _bind_data(checked: CheckedProgram, data: Dict[str, Any], data_name: str) ->
                           f"declared {tt}{sizes}: shape {_fmt_shape(shape)}", d.name_span,
                           _shape_hint(d, arr.shape, shape, values, checked, data_name))
         _check_values(arr, d.name, d.type, tt, d.name_span, ev, err, data_name, src, "data")
+        if d.type.base in ("int", "bool"):
+            arr = arr.astype(np.int64)  # [1.0, 2.0] for int data: integral, checked above
         if d.type.base == "int" and arr.ndim == 0:
             static[d.name] = int(arr)
             values[d.name] = int(arr)
@@ -631,6 +633,8 @@ def _fixed_value(checked, info, raw, shape, ev, err, data_name):
     elif not np.isfinite(arr).all():
         raise err(f'the value given for "{info.name}" in {data_name} is not finite', info.span)
     _check_fixed_support(checked, info, arr, err, data_name)
+    if base in ("int", "bool"):
+        arr = arr.astype(np.int64)
     return arr
 # Supports that do not depend on the arguments, in words, with a numpy test.
 _SUPPORTS = [

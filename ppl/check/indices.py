@@ -409,6 +409,8 @@ class _Walker:
                 return f'"{i.base.id}[{", ".join(map(str, at))}]"', True
         if isinstance(i, (A.Num, A.UnOp)) and not any(isinstance(x, A.Name) for x in A.walk_expr(i)):
             return None, False  # a literal: its value says it all
+        if isinstance(i, A.Name) and element:  # an array computed from the data: its element
+            return f'"{i.id}[' + ", ".join(str(x + 1) for x in element) + ']"', False
         text = _text(i, self.source)
         return (f'"{text}"' if text else "the index"), False
 

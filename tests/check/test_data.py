@@ -322,3 +322,15 @@ def test_memory_limit_from_the_environment(monkeypatch):
     bind(BIG, {"N": 1000})  # 32 kB
     with pytest.raises(PPLDataError, match="more than the 1.0 MB this machine has"):
         bind(BIG, {"N": 100_000})
+
+
+def test_integral_floats_for_int_data_become_integers():
+    b = bind(COUNTS, {"N": 2.0, "k": [1.0, 2.0]})
+    assert b.static["N"] == 2 and isinstance(b.static["N"], int)
+    assert b.arrays["k"].dtype == np.int64 and b.arrays["k"].tolist() == [1, 2]
+    assert 'is 1.5 in d.json, but "k" is declared int[N]' in error(COUNTS, {"N": 2, "k": [1.5, 2]})
+
+
+def test_fixed_discrete_latent_is_an_integer_array():
+    b = bind("k ~ poisson(3)\n", {"k": 2.0})
+    assert b.fixed["k"].dtype == np.int64
