@@ -671,19 +671,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _exit_now(code: int) -> None:
     """Flush and leave. os._exit skips the interpreter's teardown, where XLA's compile threads
     still running can abort the process ("terminate called after throwing …", exit 134)."""
-    from .runtime import files
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
+    from .runtime import files, signals
     try:
         import logging
         logging.shutdown()
     except Exception:
         pass
     with files.LOCK:  # not in the middle of a rename
-        os._exit(code)
+        signals.exit_process(code)
 
 
 if __name__ == "__main__":

@@ -42,19 +42,25 @@ def _message(signum: int, targets) -> str:
     return text + "\n"
 
 
-def _end(signum: int) -> None:
-    """With files.LOCK held: stop every write, say why, leave now."""
-    targets = files.stop_writing()
+def exit_process(code: int, message: str = "") -> None:
+    """Flush the standard streams, write `message` to stderr, and end the process now with
+    os._exit: no interpreter teardown, which XLA's threads could turn into an abort."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
-    try:
-        os.write(2, _message(signum, targets).encode())
-    except OSError:
-        pass
-    os._exit(128 + signum)
+    if message:
+        try:
+            os.write(2, message.encode())
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def _end(signum: int) -> None:
+    """With files.LOCK held: stop every write, say why, leave now."""
+    exit_process(128 + signum, _message(signum, files.stop_writing()))
 
 
 def _watch(sock: socket.socket) -> None:
