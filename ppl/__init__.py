@@ -4,29 +4,14 @@
     model = ppl.load("examples/eight_schools.ppl")
     idata = model.sample("examples/eight_schools.json")
 """
-import os
-import sys
+# Process-wide JAX settings (float64; XLA flags for parallel chains and faster compiles):
+# documented, and optional through PPL_X64=0 / PPL_XLA_FLAGS=0, in ppl/config.py. They are made
+# without importing JAX, which is imported on first use of ppl.Model, ppl.compile or ppl.load:
+# `import ppl` stays light, so the `ppl` command installs its signal handlers and checks its
+# arguments before the second or so that importing JAX takes.
+from .config import configure_jax
 
-# XLA's most expensive LLVM passes buy nothing measurable for sampler kernels but cost about a
-# third of their compile time, which dominates a cold run. Must be set before JAX starts its
-# backend; PPL_FAST_COMPILE=0 leaves XLA_FLAGS alone.
-if os.environ.get("PPL_FAST_COMPILE", "1") != "0" and \
-        "xla_llvm_disable_expensive_passes" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_llvm_disable_expensive_passes=true").strip()
-
-# One host device per core (up to 8): NUTS chains are split across them and run in parallel.
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={min(os.cpu_count() or 1, 8)}").strip()
-
-# Stan users expect double precision; exact evidence checks need it too. Through the
-# environment, which JAX reads when it is first imported, so that `import ppl` stays light:
-# the `ppl` command installs its signal handlers and checks its arguments before the second
-# or so that importing JAX takes. When JAX is already imported, through its configuration.
-os.environ["JAX_ENABLE_X64"] = "1"
-if "jax" in sys.modules:
-    sys.modules["jax"].config.update("jax_enable_x64", True)
+configure_jax()
 
 __version__ = "0.1.0"
 
@@ -43,3 +28,9 @@ def __getattr__(name):
         from .syntax.errors import PPLError
         return PPLError
     raise AttributeError(f"module 'ppl' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext ppl` in IPython/Jupyter: the `%%ppl NAME` cell magic (ppl/jupyter.py)."""
+    from .jupyter import load_ipython_extension as load
+    load(ipython)

@@ -1,4 +1,4 @@
-"""The `ppl` command: sample, check, calibrate, graph, repl.
+"""The `ppl` command: sample, check, calibrate, graph, plot, repl.
 
 Exit codes (docs/reliability.md): 0 success; 1 an error in the model, the data or the
 arguments, reported as a framed message; 2 an internal error (a bug in ppl); 3 calibration
@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from .syntax.errors import PPLError, PPLInternalError
 
@@ -45,148 +45,90 @@ def _print_data_warnings(warnings, stream=None):
         (stream or sys.stderr).write(w + "\n")
 
 
-def _summary_vars(idata, max_elems: int, wanted: Optional[List[str]]):
-    post = idata.posterior
-    names = wanted or [n for n in post.data_vars]
-    shown, hidden = [], []
-    for n in names:
-        if n not in post.data_vars:  # named before the run (checked), yet not drawn by it
-            raise PPLError(f'no variable "{n}" in the posterior', None,
-                           "variables: " + ", ".join(post.data_vars))
-        size = int(post[n].size // (post.sizes["chain"] * post.sizes["draw"]))
-        (shown if wanted or size <= max_elems else hidden).append(n)
-    return shown, hidden
-
-
 def cmd_sample(args) -> int:
     model = _model(args.model)
     _print_warnings(model)
     checked = _check_with_model(args, model)
     _print_data_warnings(checked.warnings)
-    from .runtime.results import convergence_warnings, summarize, summary_table, write_netcdf
+    from .runtime.results import check_output_path, report, write_output
+    if args.output:
+        check_output_path(args.output)  # its format, before the run (writable: as parsed)
     t0 = time.perf_counter()
-    idata = model.sample(args.data, method=args.method, chains=args.chains, draws=args.draws,
-                         warmup=args.warmup, seed=args.seed,
+    idata = model.sample(checked.data(args), method=args.method, chains=args.chains,
+                         draws=args.draws, warmup=args.warmup, seed=args.seed,
                          progress=not args.quiet and sys.stderr.isatty(),
                          validate=not args.no_validate, **checked.options)
-    elapsed = time.perf_counter() - t0
-    plan = model.last_plan
-    print(f"method: {plan.method} — {plan.reason}")
-    has_posterior = "posterior" in idata.groups()
-    attrs = (idata.posterior if has_posterior else getattr(idata, idata.groups()[0])).attrs
-    ev = attrs.get("log_evidence")
-    if ev is not None:
-        se = attrs.get("log_evidence_se")
-        print(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
-    smoothed = [k[len("smoothed_"):] for k in attrs if k.startswith("smoothed_") and not k.endswith("_se")]
-    if smoothed:
-        print(f"additive functionals, E[· | data] ({attrs.get('smoothing_method', '')}):")
-        for n in smoothed:
-            se = attrs.get(f"smoothed_{n}_se")
-            print(f"  {n} = {float(attrs[f'smoothed_{n}']):.6g}" + (f" ± {float(se):.2g}" if se is not None else ""))
-    if attrs.get("marginals"):
-        _print_exact_marginals(attrs["marginals"], args.max_elements)
-    shown, hidden = _summary_vars(idata, args.max_elements, args.vars) if has_posterior else ([], [])
-    df = summarize(idata, var_names=shown) if has_posterior and shown else None
-    if shown:
-        print(summary_table(df, var_names=shown))
-    if hidden:
-        print(f"(not shown, more than {args.max_elements} elements each: {', '.join(hidden)}; "
-              "use --vars NAME to show them)")
-    stats = idata.sample_stats if "sample_stats" in idata.groups() else None
-    if stats is not None and "diverging" in stats and has_posterior:
-        n_div = int(stats["diverging"].sum())
-        print(f"{idata.posterior.sizes['chain']} chains × {idata.posterior.sizes['draw']} draws, "
-              f"{n_div} divergent transitions, {elapsed:.2f} s")
-    # R-hat and ESS judge Markov chains; independent filters or exact draws are not chains
-    algorithm = str(attrs.get("smc_algorithm", ""))
-    mcmc = attrs.get("inference_method") == "nuts" or algorithm.startswith("particle Gibbs")
-    multi_chain = mcmc and has_posterior and idata.posterior.sizes.get("chain", 1) > 1
-    checks = convergence_warnings(df) if multi_chain and df is not None else []
-    for w in list(getattr(model, "last_warnings", [])) + checks:
-        sys.stderr.write(f"warning: {w}\n")
+    report(model, idata, time.perf_counter() - t0, args.vars, args.max_elements)
     if args.output:
-        write_netcdf(idata, args.output)
+        write_output(idata, args.output)
         print(f"wrote {args.output}")
-    return 0
-
-
-def _print_exact_marginals(text: str, max_elements: int) -> None:
-    """Exact posterior probabilities (from enumeration), before the Monte Carlo summary."""
-    import json
-    import numpy as np
-    marginals = json.loads(text)
-    print("exact posterior marginals:")
-    for name, m in marginals.items():
-        probs = np.asarray(m["probabilities"])
-        values = m["values"]
-        if probs.ndim == 1:
-            body = ", ".join(f"P({name}={v}) = {p:.6f}" for v, p in zip(values, probs))
-            print(f"  {body}")
-        else:
-            flat = probs.reshape(-1, probs.shape[-1])
-            for k, row in enumerate(flat[:max_elements]):
-                idx = ", ".join(str(i + 1) for i in np.unravel_index(k, probs.shape[:-1]))
-                print("  " + ", ".join(f"P({name}[{idx}]={v}) = {p:.6f}" for v, p in zip(values, row)))
-    print()
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:
     model = _model(args.model)
     checked = _check_with_model(args, model)
+    from .ir import printer
+    from .passes import PASSES, choose
     g = model.graph
     print(f"{args.model}: ok")
     print("variables:")
     for v in g.variables():
         kind = "observed data" if v.observed else v.kind
-        t = _type_text(model, v)
         extra = f" ~ {', '.join(sorted(set(v.dists)))}" if v.dists else ""
-        print(f"  {v.name:<16} {kind:<14} {t}{extra}")
-    if g.discrete_latents():  # how each discrete latent is handled (ppl/ir/discrete.py)
-        from .ir.discrete import analyze
-        print("discrete latents:")
-        for line in analyze(g).describe():
-            print("  " + line)
-    plans = _loop_plans(model)
-    if plans:
+        print(f"  {v.name:<16} {kind:<14} {printer.vartype(v.type) if v.type else '(inferred)'}{extra}")
+    loops = _loop_plans(model.ir)
+    if loops:
         print("loops:")
-        for line in plans:
+        for line in loops:
             print("  " + line)
-    from .passes.base import choose, passes
     print("inference:")
-    for name, p in passes().items():
+    for name, p in PASSES.items():
         d = p.diagnose(g)
         print(f"  {name:<10} {'yes' if d else 'no '}  {d.reason}")
     try:
         plan = choose(g, args.method)
         print(f"plan: {plan.method} ({plan.reason})")
+        for line in PASSES[plan.method].describe(g):
+            print(line)
     except PPLError as e:
+        plan = None
         print(f"plan: none — {e.message}")
+    if getattr(args, "ir", False):
+        print("IR as built:")
+        print(printer.program(model.ir))
+        if plan is not None:
+            rewritten = PASSES[plan.method].rewrite(model.ir, {})
+            if rewritten.rewrites:
+                print(f"IR after {plan.method}'s rewrites:")
+                print(printer.program(rewritten))
     if args.data:
-        lowered = model.lower(args.data)
-        import jax
-        if lowered.marginal is not None:  # discrete latents summed out: check the factorisation
-            from .lower.marginalize import validate_marginal
-            res = validate_marginal(lowered, jax.random.PRNGKey(0))
-        else:
-            res = lowered.validate(0)
+        lowered = model.lower(checked.data(args), plan.method if plan is not None else None)
+        res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
+            if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
         print(f"data: ok ({lowered.dim} unconstrained dimensions)")
         if res.get("checked"):
-            print(f"validation: lowered log density = numpyro reference at {res['points']} random "
+            ref = res.get("reference", "numpyro reference")
+            print(f"validation: lowered log density = {ref} at {res['points']} random "
                   f"points (max |difference| {res['max_abs_diff']:.2g})")
-        else:
-            print(f"validation: skipped ({res['reason']})")
-        _print_additive(g, lowered)
+        for note in res.get("nonfinite", []):
+            print(f"warning: the log density is not finite at the random points: {note}")
+        _print_additive(lowered)
     _print_warnings(model, sys.stdout)
     _print_data_warnings(checked.warnings, sys.stdout)
-    return 0
+    return EXIT_OK
 
 
-def _print_additive(graph, lowered) -> None:
+def _validate_density(lowered):
+    from .lower.validation import validate_density
+    return validate_density(lowered, 0)
+
+
+def _print_additive(lowered) -> None:
     """Which generated quantities the smc pass estimates as additive functionals, and why the
     others are not."""
     from .ir.statespace import find as find_form
-    form, _ = find_form(graph)
+    form, _ = find_form(lowered.graph)
     if form is None or not lowered.generated_names:
         return
     from .lower.additive import find as find_additive
@@ -224,36 +166,27 @@ def cmd_calibrate(args) -> int:
     return EXIT_OK if verdict == "passed" else EXIT_CALIBRATION_FAILED
 
 
-def _type_text(model, v):
-    if v.type is None:
-        return "(inferred)"
-    from .syntax.errors import source_line
-    s = v.type.span
-    line = source_line(model.source, s.line)
-    return line[s.col - 1:s.end_col - 1] if s.line == s.end_line and line else v.type.base
-
-
-def _loop_plans(model):
-    from .syntax import ast as A
+def _loop_plans(ir):
+    from .ir import nodes as N
     out = []
 
     def walk(body):
         for s in body:
-            if isinstance(s, A.For):
-                p = model.graph.loop_plan(s)
+            if isinstance(s, N.Loop):
+                p = s.plan
                 why = f" (carries {', '.join(p.carried)}" + (
                     ", lag " + ", ".join(f"{n}[{s.var}-{k}]" for n, k in p.lags) if p.lags else "") + ")" \
                     if p.carried else ""
                 out.append(f"line {s.span.line}: for {s.var} — density: {p.density}, "
                            f"sampling: {p.sample}{why}")
                 walk(s.body)
-            elif isinstance(s, A.If):
+            elif isinstance(s, (N.Branch,)):
                 walk(s.then)
                 walk(s.orelse)
-            elif isinstance(s, A.Generated):
+            elif isinstance(s, N.Generated):
                 walk(s.body)
 
-    walk(model.graph.body)
+    walk(ir.body)
     return out
 
 
@@ -269,18 +202,19 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    """ArviZ's plots of a saved run as PNG (ppl/runtime/plots.py)."""
+    from .runtime.plots import load, plot
+    idata = load(args.fit)
+    output = args.output or f"{Path(args.fit).stem}_{args.kind}.png"
+    plot(idata, args.kind, output, args.vars, name=args.fit)
+    print(f"wrote {output}")
+    return 0
+
+
 # ================================================================ the checks before the work
-# The --option keys each method takes (ppl/passes): the passes take keyword arguments and
-# ignore the ones they do not know, so a misspelt key would be silently dropped. A pass may
-# declare its own set as an `options` attribute, which then wins over this table.
-METHOD_OPTIONS: Dict[str, frozenset] = {
-    "nuts": frozenset({"target_accept", "max_tree_depth", "dense_mass"}),
-    "enumerate": frozenset({"max_size"}),
-    "smc": frozenset({"particles", "resampling", "ess_threshold", "proposal", "smoothing", "paris",
-                      "parameters", "mh_steps", "target_accept", "evidence_draws",
-                      "evidence_particles", "paris_draws", "num_mcmc_steps", "target_ess",
-                      "max_steps"}),
-}
+# The passes take keyword options and would drop a key they do not know: each pass lists the
+# ones it takes (its `options`), and an --option outside that list is an error here.
 # What each option's value must be: (test, words).
 _POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                  "a positive integer")
@@ -311,15 +245,11 @@ _FLAGS = {"chains": "--chains", "draws": "--draws", "warmup": "--warmup", "seed"
 
 
 def known_options(method: str) -> Optional[frozenset]:
-    """The --option keys `method` takes, or None when unknown here (then not checked)."""
-    try:
-        from .passes.base import passes
-        declared = getattr(passes().get(method), "options", None)
-    except Exception:  # pragma: no cover - the table below still answers
-        declared = None
-    if declared is not None:
-        return frozenset(declared)
-    return METHOD_OPTIONS.get(method)
+    """The --option keys `method` takes (its pass's `options`), or None for a pass that does
+    not list them (then they are not checked)."""
+    from .passes import PASSES
+    declared = getattr(PASSES.get(method), "options", None)
+    return frozenset(declared) if declared is not None else None
 
 
 def _option_value(text: str):
@@ -388,6 +318,11 @@ def _check_options(options: dict, method: str) -> None:
 class Checked:
     options: dict = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)  # from binding the data, to print
+    bound: object = None  # the data, bound once (ppl.check.data.BoundData)
+
+    def data(self, args):
+        """What to give the model as its data: the data bound here, not the file again."""
+        return self.bound if self.bound is not None else getattr(args, "data", None)
 
 
 def _check_with_model(args, model) -> Checked:
@@ -401,7 +336,7 @@ def _check_with_model(args, model) -> Checked:
     bound = None
     if getattr(args, "data", None):
         from .check.data import bind_data, load_json
-        bound = bind_data(model.checked, load_json(args.data), Path(args.data).name)
+        bound = out.bound = bind_data(model.checked, load_json(args.data), Path(args.data).name)
         out.warnings = [w.format(None, args.data) for w in bound.warnings]
     if args.command == "check":
         return out
@@ -550,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", metavar="MODEL", help="the .ppl model file")
     _add(c, "--data", metavar="FILE", help="data as CmdStan-style JSON: bound, lowered and validated")
     _add(c, "--method", default="auto", metavar="NAME", help="the method to plan for")
+    _add(c, "--ir", action="store_true",
+         help="print the IR, and the IR after the plan's rewrites (default: not)")
     c.set_defaults(func=cmd_check)
 
     k = sub.add_parser("calibrate", help="simulation-based calibration of an inference method",
@@ -579,8 +516,20 @@ def build_parser() -> argparse.ArgumentParser:
          help="write the DOT text to FILE (atomically; default: standard output)")
     g.set_defaults(func=cmd_graph)
 
+    pl = sub.add_parser("plot", help="plot a saved run (a .nc file from --output) as PNG",
+                        description="ArviZ's plots of a saved run, as PNG.")
+    pl.add_argument("fit", metavar="FIT", help="NetCDF file written by ppl sample --output")
+    pl.add_argument("kind", nargs="?", default="trace",
+                    choices=["trace", "rank", "pair", "ppc", "forest", "energy"],
+                    help="the plot (default: trace)")
+    _add(pl, "--output", "-o", type=_output_path, metavar="FILE",
+         help="the PNG file (atomically; default: FIT_KIND.png here)")
+    _add(pl, "--vars", nargs="+", metavar="NAME", help="variables to plot (default: the first few)")
+    pl.set_defaults(func=cmd_plot)
+
     r = sub.add_parser("repl", help="build and run a model interactively",
                        description="An interactive session: build and run a model line by line.")
+    r.add_argument("model", nargs="?", metavar="MODEL", help="a .ppl file to start from")
     r.set_defaults(func=_run_repl)
     return ap
 
@@ -588,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_repl(args) -> int:
     from .runtime import signals
     signals.uninstall()  # Ctrl-C belongs to the session: it stops a line, not the process
-    return __import__("ppl.repl", fromlist=["run"]).run() or 0
+    return __import__("ppl.repl", fromlist=["run"]).run(model_path=args.model) or EXIT_OK
 
 
 def _check_args(args) -> None:

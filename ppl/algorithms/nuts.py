@@ -49,17 +49,19 @@ class NutsSampler:
                 return s, out
             return jax.lax.scan(body, state, None, length=length)
 
-        def start(key, keys, data, dim, tries):
+        def start(init_keys, keys, data, dim, tries):
             # Initial points (Stan's rule: uniform(-2, 2) on the unconstrained scale, the first
-            # with finite potential and gradient per chain) and kernel init in one compilation.
+            # with finite potential and gradient per chain, each chain from its own key) and
+            # kernel init in one compilation.
             chains = keys.shape[0]
-            cand = jax.random.uniform(key, (chains, tries, dim), minval=-2.0, maxval=2.0)
+            cand = jax.vmap(lambda k: jax.random.uniform(k, (tries, dim), minval=-2.0, maxval=2.0))(
+                init_keys)
             pe, g = jax.vmap(jax.value_and_grad(potential), in_axes=(0, None))(
                 cand.reshape(-1, dim), data)
             ok = (jnp.isfinite(pe) & jnp.all(jnp.isfinite(g), axis=-1)).reshape(chains, tries)
             z0 = cand[jnp.arange(chains), jnp.argmax(ok, axis=1)]
             state = jax.vmap(init, in_axes=(0, 0, None))(keys, z0, data)
-            return state, jnp.all(jnp.any(ok, axis=1))
+            return state, jnp.all(jnp.any(ok, axis=1)), cand
 
         self._start_fn = start
         self._start = jax.jit(start, static_argnums=(3, 4))
@@ -93,7 +95,8 @@ class NutsSampler:
     _start_compiled = None
 
     def start(self, key, keys, data, dim, tries=20):
-        """(initial state, whether every chain found a finite starting point)."""
+        """(initial state, whether every chain found a finite starting point, the candidate
+        points tried (chains, tries, dim))."""
         if self._start_compiled is not None and self._start_compiled[:2] == (dim, tries):
             return self._start_compiled[2](key, keys, data)
         return self._start(key, keys, data, dim, tries)

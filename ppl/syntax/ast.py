@@ -5,18 +5,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple, Union
 
 
-@dataclass(frozen=True)
-class Span:
-    line: int
-    col: int
-    end_line: int
-    end_col: int
-
-    def to(self, other: "Span") -> "Span":
-        return Span(self.line, self.col, other.end_line, other.end_col)
-
-
-NO_SPAN = Span(0, 0, 0, 0)
+from .span import NO_SPAN, Span  # noqa: F401  (re-exported: the AST's nodes carry spans)
 
 
 # ---------------------------------------------------------------- expressions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable, List, Optional
 
-from .ast import Span
+from .span import Span
 
 
 class PPLError(Exception):

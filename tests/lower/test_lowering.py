@@ -11,6 +11,8 @@ import pytest
 from numpyro.infer.util import log_density
 
 import ppl
+from ppl.ir.nodes import Loop
+from ppl.lower.validation import validate_density
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -24,7 +26,7 @@ def lowered(source, data):
 def test_examples_match_numpyro_reference(name):
     model = ppl.load(EXAMPLES / f"{name}.ppl")
     low = model.lower(EXAMPLES / f"{name}.json")
-    res = low.validate(jax.random.PRNGKey(1), num_points=2)
+    res = validate_density(low, jax.random.PRNGKey(1), num_points=2)
     assert res["checked"] and res["max_abs_diff"] < 1e-8
 
 
@@ -74,7 +76,7 @@ y ~ normal(s, sigma)
 def test_deterministic_recurrence_is_scanned_and_correct():
     data = {"N": 6, "y": [0.1, 0.5, -0.2, 1.0, 0.3, 0.0]}
     a, b = lowered(RECURRENCE, data), lowered(CUMSUM, data)
-    plans = list(a.graph.loop_plans.values())
+    plans = [s.plan for s in a.ir.body if isinstance(s, Loop)]
     assert plans[0].density == "scan" and plans[0].carried == ("s",)
     u = jax.random.normal(jax.random.PRNGKey(0), (a.dim,))
     assert float(a.log_density(u, a.data_arrays)) == pytest.approx(float(b.log_density(u, b.data_arrays)))
@@ -100,7 +102,8 @@ def test_if_on_data_inside_a_vectorised_loop():
     x = np.array([1.0, -1.0, 2.0, -0.5])
     y = np.array([0.3, 0.1, -0.4, 1.2])
     low = lowered(BRANCHES, {"N": 4, "x": x, "y": y})
-    assert low.graph.loop_plans and list(low.graph.loop_plans.values())[0].density == "vectorize"
+    plans = [s.plan for s in low.ir.body if isinstance(s, Loop)]
+    assert plans and plans[0].density == "vectorize"
     mu = 0.7
     expected = (nd.Normal(0, 1).log_prob(mu)
                 + np.where(x > 0, nd.Normal(mu, 1).log_prob(y), nd.Normal(-mu, 2).log_prob(y)).sum())
@@ -126,7 +129,7 @@ def constrained():
 def test_constrained_types_layout_and_reference(constrained):
     dims = {s.name: s.size for s in constrained.slots}
     assert dims == {"lo": 1, "x": 1, "w": 2, "L": 3, "v": 3}
-    assert constrained.validate(jax.random.PRNGKey(3))["checked"]
+    assert validate_density(constrained, jax.random.PRNGKey(3))["checked"]
 
 
 def test_constrained_values_respect_their_supports(constrained):
