@@ -535,6 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_repl(args) -> int:
+    # JAX, numpyro and networkx first, while Ctrl-C still ends the process cleanly: in the
+    # session it raises KeyboardInterrupt, and one landing inside an import would leave that
+    # module half-initialised for the rest of the session
+    from . import api  # noqa: F401
     from .runtime import signals
     signals.uninstall()  # Ctrl-C belongs to the session: it stops a line, not the process
     return __import__("ppl.repl", fromlist=["run"]).run(model_path=args.model) or EXIT_OK
