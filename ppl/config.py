@@ -58,12 +58,20 @@ def _add_xla_flag(flag: str) -> None:
 
 
 def configure_jax() -> None:
-    """Called once by ``import ppl``, before JAX is imported there."""
+    """Called once by ``import ppl``; imports JAX only if it is imported already."""
     if _enabled("PPL_XLA_FLAGS") and not _backend_running():
         if _enabled("PPL_FAST_COMPILE"):
             _add_xla_flag("--xla_llvm_disable_expensive_passes=true")
         _add_xla_flag(f"--xla_force_host_platform_device_count={min(cores(), 64)}")
-    import jax
-    if _enabled("PPL_X64") and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+    if not _enabled("PPL_X64"):
+        return
+    if "jax" in sys.modules:
+        import jax
+        if not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)
+            changes.append("jax_enable_x64 = True")
+    elif os.environ.get("JAX_ENABLE_X64", "").strip().lower() not in ("1", "true", "yes", "on"):
+        # JAX reads this when it is first imported: `import ppl` itself does not import JAX
+        # (the `ppl` command takes over its signals first; ppl/runtime/signals.py)
+        os.environ["JAX_ENABLE_X64"] = "1"
         changes.append("jax_enable_x64 = True")
