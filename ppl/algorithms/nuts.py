@@ -69,24 +69,21 @@ class NutsSampler:
         self._start = jax.jit(start, static_argnums=(3, 4))
         self._compiled = {}  # chunk length -> compiled advance (from precompile)
         # Chain c's draws must depend on (seed, c) alone, not on how many chains run beside it
-        # nor on the device layout. XLA compiles a NUTS while-loop batched by `vmap` to a
-        # different program whose rounding also depends on the lane, so chains are not
-        # vmapped: each runs the unbatched program, one after another on its device
-        # (`lax.map`), and devices (one per core) run in parallel (`pmap`). Lanes past the
-        # last chain repeat a real chain and are dropped.
+        # nor on the device layout. Chains run in `vmap` groups of LANES: XLA's batched program
+        # rounds differently in each lane (vectorised math), but a lane's values do not depend
+        # on what the other lanes hold, so chain c always sits in lane c mod LANES. Groups run
+        # one after another on a device (`lax.map`); devices, at most one per core, run in
+        # parallel (`pmap`). Lanes past the last chain repeat a real chain and are dropped.
         self.lanes = _lanes_for(num_chains)
         devices = self.lanes.shape[0]
 
         def per_device(state, data, length):
-            return jax.lax.map(lambda s: advance(s, data, length), state)
+            return jax.lax.map(lambda s: jax.vmap(advance, in_axes=(0, None, None))(s, data, length),
+                               state)
 
-        if devices > 1:
-            self._advance = jax.pmap(per_device, in_axes=(0, None, None), static_broadcasted_argnums=2,
-                                     devices=jax.local_devices()[:devices])
-        else:
-            self._advance = jax.jit(lambda st, data, n: jax.tree.map(
-                lambda x: x[None], per_device(jax.tree.map(lambda x: x[0], st), data, n)),
-                static_argnums=2)
+        # pmap even on one device: a jit-compiled program rounds differently
+        self._advance = jax.pmap(per_device, in_axes=(0, None, None), static_broadcasted_argnums=2,
+                                 devices=jax.local_devices()[:devices])
 
     def precompile(self, key, keys, data, dim, tries=20):
         """Compile the sampling kernel ahead of time (ppl runs this in a background thread, so
@@ -123,7 +120,7 @@ class NutsSampler:
                 state, out = self._advance(state, data, n)
             # host-side from here: slicing device arrays op by op would cost more than sampling
             out = jax.device_get(out)
-            out = tuple(x.reshape((-1,) + x.shape[2:])[first] for x in out)
+            out = tuple(x.reshape((-1,) + x.shape[3:])[first] for x in out)
             outs.append(out)
             done += n
             if progress is not None:
@@ -135,14 +132,17 @@ class NutsSampler:
         return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
 
 
+LANES = 2  # cheap models run 2 chains vmapped in about the time of one
+
+
 def _lanes_for(num_chains: int) -> np.ndarray:
-    """Chain index per (device, position): chains split evenly over at most one device per
-    core, each device's list padded by repeating its last chain."""
-    devices = max(1, min(jax.local_device_count(), cores(), num_chains))
-    per_device = -(-num_chains // devices)
-    devices = -(-num_chains // per_device)
-    lanes = np.empty((devices, per_device), dtype=np.int32)
-    for d in range(devices):
-        own = list(range(d * per_device, min((d + 1) * per_device, num_chains)))
-        lanes[d] = own + [own[-1]] * (per_device - len(own))
-    return lanes
+    """Chain index per (device, group, lane): chain c in lane c mod LANES of group c // LANES;
+    groups split evenly over at most one device per core; padding repeats a chain."""
+    groups = -(-num_chains // LANES)
+    # always every device (one per core): a pmap over fewer devices compiles to a program that
+    # rounds differently; a device with no group of its own repeats one (idle core, same time)
+    devices = max(1, min(jax.local_device_count(), cores()))
+    per_device = -(-groups // devices)
+    lanes = np.arange(devices * per_device * LANES)
+    lanes = np.where(lanes < num_chains, lanes, lanes % LANES if num_chains >= LANES else 0)
+    return lanes.reshape(devices, per_device, LANES).astype(np.int32)
