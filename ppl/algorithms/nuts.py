@@ -95,6 +95,7 @@ class NutsSampler:
         self._compiled[n] = self._advance.lower(state, data, n).compile()
 
     def precompile_start(self, key, keys, data, dim, tries=20):
+        key, keys = _at_least_two(key), _at_least_two(keys)
         self._start_compiled = (dim, tries, self._start.lower(key, keys, data, dim, tries).compile())
 
     _start_compiled = None
@@ -102,9 +103,14 @@ class NutsSampler:
     def start(self, key, keys, data, dim, tries=20):
         """(initial state, whether every chain found a finite starting point, the candidate
         points tried (chains, tries, dim))."""
+        chains = keys.shape[0]
+        key, keys = _at_least_two(key), _at_least_two(keys)
         if self._start_compiled is not None and self._start_compiled[:2] == (dim, tries):
-            return self._start_compiled[2](key, keys, data)
-        return self._start(key, keys, data, dim, tries)
+            out = self._start_compiled[2](key, keys, data)
+        else:
+            out = self._start(key, keys, data, dim, tries)
+        state, ok, cand = out
+        return jax.tree.map(lambda x: x[:chains], state), ok, cand[:chains]
 
     def run(self, state, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
         total = self.num_warmup + self.num_samples
@@ -130,6 +136,11 @@ class NutsSampler:
         w = self.num_warmup
         fields = (z, pe, div, steps, acc, eps, depth)
         return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
+
+
+def _at_least_two(keys):
+    # a batch of one compiles to unbatched code that rounds differently from any larger batch
+    return jnp.concatenate([keys, keys]) if keys.shape[0] == 1 else keys
 
 
 LANES = 2  # cheap models run 2 chains vmapped in about the time of one
