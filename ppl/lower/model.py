@@ -22,10 +22,10 @@ from ..check.data import BoundData
 from ..ir import nodes as N
 from ..ir.graph import ModelGraph
 from ..syntax.errors import PPLDataError
-from .handlers import (Block, Discover, Fix, Generate, Handler, NumpyroSites, Seed, Simulate,
-                       Substitute, Unconstrain, Unroll)
+from .handlers import (Block, Discover, Fix, Generate, Handler, NumpyroSites, Pointwise, Seed,
+                       Simulate, Substitute, Unconstrain, Unroll)
 from .diagnose import Problem, explain
-from .interpreter import Interpreter
+from .interpreter import Interpreter, pointwise_terms
 from .layout import FlatLayout
 from .marginal import DrawMarginal, prob_name
 from .padded import Padded
@@ -148,6 +148,27 @@ class LoweredModel:
         it = self.run([Unconstrain(self.layout, u, jacobian=False),
                        Block(lambda s: not _likelihood_site(s))], data_arrays)
         return jnp.where(it.valid, it.lp, -jnp.inf)
+
+    def log_likelihood_pointwise(self, u, data_arrays, handlers=()):
+        """{observed name: its log density element by element} at unconstrained u: the terms
+        of ArviZ's `log_likelihood` group (`az.loo`, `az.compare`). Shape: the observed
+        variable's, less its distribution's event dimensions (one term per row of a
+        multivariate observation). `target +=` terms belong to no observation and are left
+        out; so are variables whose terms do not split (`pointwise_undefined`)."""
+        it = self.run([Unconstrain(self.layout, u, jacobian=False)] + list(handlers) + [Pointwise()],
+                      data_arrays)
+        return pointwise_terms(it)
+
+    @property
+    def pointwise_undefined(self) -> Dict[str, str]:
+        """Observed variables without pointwise terms, and why (read while tracing)."""
+        if "pointwise_undefined" not in self._shared:
+            def probe(u, data):
+                it = self.run([Unconstrain(self.layout, u, jacobian=False), Pointwise()], data)
+                self._shared["pointwise_undefined"] = dict(it.pointwise_info.undefined)
+                return it.lp
+            jax.eval_shape(probe, jnp.zeros((self.dim,)), self.data_arrays)
+        return self._shared["pointwise_undefined"]
 
     def log_density_given(self, u, data_arrays, discrete_values, source=False):
         """The density with discrete latents at given values (nothing summed out: for the
