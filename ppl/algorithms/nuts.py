@@ -22,6 +22,7 @@ class NutsTrace(NamedTuple):
     accept_prob: jax.Array
     step_size: jax.Array
     tree_depth: jax.Array
+    energy: jax.Array  # Hamiltonian at the end of each transition (az.bfmi, az.plot_energy)
 
 
 class NutsSampler:
@@ -45,7 +46,7 @@ class NutsSampler:
             def body(s, _):
                 s = sample_kernel(s, model_kwargs={"data": data})
                 out = (s.z, s.potential_energy, s.diverging, s.num_steps, s.accept_prob,
-                       s.adapt_state.step_size)
+                       s.adapt_state.step_size, s.energy)
                 return s, out
             return jax.lax.scan(body, state, None, length=length)
 
@@ -123,10 +124,10 @@ class NutsSampler:
             done += n
             if progress is not None:
                 progress(done, total)
-        z, pe, div, steps, acc, eps = (np.concatenate(parts, axis=1) for parts in zip(*outs))
+        z, pe, div, steps, acc, eps, energy = (np.concatenate(parts, axis=1) for parts in zip(*outs))
         depth = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int32) + 1
         w = self.num_warmup
-        fields = (z, pe, div, steps, acc, eps, depth)
+        fields = (z, pe, div, steps, acc, eps, depth, energy)
         return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
 
 

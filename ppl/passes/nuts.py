@@ -28,7 +28,8 @@ class NutsProgram:
     contract = "target-invariant"
 
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, warmup=1000,
-                 target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10):
+                 target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10,
+                 log_likelihood="auto"):
         self.lowered = lowered
         self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
         self.max_tree_depth = max_tree_depth
@@ -38,7 +39,7 @@ class NutsProgram:
                                    dense_mass, chunk=max(1, -(-total // chunks)),
                                    num_chains=self.chains)
         self._precompiling = None
-        self.finalize = Finalize(lowered)
+        self.finalize = Finalize(lowered, log_likelihood)
 
     def precompile_in_background(self, data_arrays):
         """Start compiling now, on two threads (XLA compiles outside the GIL): the sampling
@@ -90,17 +91,23 @@ class NutsProgram:
                 "is positive", self.lowered.ir.source, self.lowered.ir.filename,
                 notes=[text for text, _ in problems])
         trace, warm = self.sampler.run(state, data_arrays, progress)
-        posterior, predictive = self.finalize(trace.z.reshape(-1, dim), self.chains, self.draws,
-                                              data_arrays, seed)
+        flat = trace.z.reshape(-1, dim)
+        posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.draws, data_arrays)
+        # ArviZ's names (az.bfmi and az.plot_energy read `energy`)
         stats = {
             "lp": -np.asarray(trace.potential_energy),
+            "energy": np.asarray(trace.energy),
             "diverging": np.asarray(trace.diverging),
             "n_steps": np.asarray(trace.num_steps),
             "acceptance_rate": np.asarray(trace.accept_prob),
             "step_size": np.asarray(trace.step_size),
             "tree_depth": np.asarray(trace.tree_depth),
         }
-        out = Draws(posterior, stats, predictive, attrs={"inference_method": "nuts"})
+        out = Draws(posterior, stats, predictive, log_likelihood=log_lik,
+                    attrs={"inference_method": "nuts", "markov_chain": 1})
+        if notes:
+            out.attrs["log_likelihood_omitted"] = "; ".join(notes)
         n_div = int(stats["diverging"].sum())
         if n_div:
             out.warnings.append(
@@ -150,7 +157,8 @@ class NutsPass(InferencePass):
         return marginalize(ir)
 
     def build(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
-        keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass")
+        keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass",
+                "log_likelihood")
         program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
         program.precompile_in_background(lowered.data_arrays)
         return program

@@ -207,7 +207,7 @@ class FilterProgram:
         for n in self.form.state_vars:
             stats[f"{n}_filtering_mean"] = np.asarray(out["means"][n])[:, None]
         attrs = {"inference_method": "smc", "smc_algorithm": f"particle filter ({self.proposal})",
-                 "particles": self.n, "log_evidence": est}
+                 "particles": self.n, "log_evidence": est, "markov_chain": 0}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
         if self.additive:
@@ -273,7 +273,7 @@ class KalmanProgram:
         for i, n in enumerate(self.form.state_vars):
             stats[f"{n}_filtering_mean"] = np.broadcast_to(means[:, i], (self.chains, 1, self.ssm.T))
         attrs = {"inference_method": "smc", "log_evidence": lz, "log_evidence_se": 0.0,
-                 "smc_algorithm": "Kalman filter (state marginalised)"}
+                 "smc_algorithm": "Kalman filter (state marginalised)", "markov_chain": 0}
         predictive = {}
         if "functionals" in out:
             v = np.asarray(out["functionals"])  # (chains · draws, m), exact independent draws
@@ -495,7 +495,8 @@ class ParticleGibbsProgram:
 
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
                  warmup=1000, particles=100, mh_steps=5, target_accept=0.3, proposal="auto",
-                 evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000, **_):
+                 evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000,
+                 log_likelihood="auto", **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
@@ -515,7 +516,7 @@ class ParticleGibbsProgram:
         self.evidence_method = ("Kalman filter" if self.kalman else
                                 f"{'guided' if guided else 'bootstrap'} particle filter")
         self._run = jax.jit(self._run_impl)
-        self.finalize = Finalize(lowered)
+        self.finalize = Finalize(lowered, log_likelihood)
         self._evidence = jax.jit(self._evidence_impl)
         # conditional PaRIS costs about a particle Gibbs sweep: run it at no more than
         # `paris_draws` draws in all, every `paris_every`-th draw of each chain
@@ -622,10 +623,13 @@ class ParticleGibbsProgram:
         flat = np.asarray(us).reshape(-1, self.lowered.dim)
         shape = (self.chains, self.draws)
         posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.draws, data_arrays)
         stats = {"acceptance_rate": np.asarray(acc)}
         moves = "random-walk MH (centred and non-centred)" if self.non_centred else "random-walk MH"
-        attrs = {"inference_method": "smc", "particles": self.n,
+        attrs = {"inference_method": "smc", "particles": self.n, "markov_chain": 1,
                  "smc_algorithm": f"particle Gibbs (conditional SMC with ancestor sampling) + {moves}"}
+        if notes:
+            attrs["log_likelihood_omitted"] = "; ".join(notes)
         est, se = self.evidence(seed, flat[:, self.theta_idx], data_arrays)
         if np.isfinite(est):
             attrs.update(log_evidence=est, log_evidence_se=se,
@@ -647,7 +651,7 @@ class ParticleGibbsProgram:
                 f"one particle Gibbs draw in {every}"
             attrs.update(self.additive.attrs(v.mean((0, 1)), np.asarray(ses),
                                               f"conditional PaRIS ({self.n} particles) at {where}"))
-        d = Draws(posterior, stats, predictive, attrs=attrs)
+        d = Draws(posterior, stats, predictive, attrs=attrs, log_likelihood=log_lik)
         if not np.isfinite(est) and self.evidence_draws >= 2:
             d.warnings.append("log evidence not estimated: too few finite parameter draws")
         return d
@@ -742,7 +746,8 @@ class TemperedProgram:
     contract = "unbiased-evidence"
 
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, particles=None,
-                 num_mcmc_steps=10, target_ess=0.5, resampling="systematic", max_steps=200, **_):
+                 num_mcmc_steps=10, target_ess=0.5, resampling="systematic", max_steps=200,
+                 log_likelihood="auto", **_):
         self.lowered = lowered
         self.chains = int(chains)
         self.n = int(particles or draws or 1000)
@@ -750,7 +755,7 @@ class TemperedProgram:
         self.mcmc, self.target_ess, self.resampling = int(num_mcmc_steps), float(target_ess), resampling
         self.max_steps = int(max_steps)
         self._run = jax.jit(self._run_impl)
-        self.finalize = Finalize(lowered)
+        self.finalize = Finalize(lowered, log_likelihood)
 
     def log_prior(self, u, data):
         return self.lowered.log_prior(u, data)
@@ -780,14 +785,18 @@ class TemperedProgram:
                                   None, "raise max_steps or the number of particles")
         flat = np.asarray(res.particles).reshape(-1, self.lowered.dim)
         posterior, predictive = self.finalize(flat, self.chains, self.n, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.n, data_arrays)
         est, se = evidence_estimate(log_z)
         stats = {"log_evidence": log_z[:, None],
                  "num_temperatures": np.asarray(res.num_steps)[:, None]}
+        # the particles of a population are not Markov chains: R-hat and ESS do not apply
         attrs = {"inference_method": "smc", "smc_algorithm": "adaptive tempered SMC",
-                 "particles": self.n, "log_evidence": est}
+                 "particles": self.n, "log_evidence": est, "markov_chain": 0}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
-        return Draws(posterior, stats, predictive, attrs=attrs)
+        if notes:
+            attrs["log_likelihood_omitted"] = "; ".join(notes)
+        return Draws(posterior, stats, predictive, attrs=attrs, log_likelihood=log_lik)
 
     def validate(self, key):
         """log prior + log likelihood = the lowered density, and the prior sampler lands where
