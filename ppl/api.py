@@ -96,33 +96,49 @@ class Model:
 
     # ------------------------------------------------------------ inference
     def sample(self, data: DataLike = None, method: str = "auto", chains: int = 4, draws: int = 1000,
-               warmup: int = 1000, seed: int = 0, progress: bool = False, validate: bool = True,
-               prior: bool = False, **options):
+               warmup: int = 1000, seed: int = 0, progress: Union[bool, Progress] = False,
+               validate: bool = True, prior: bool = False, **options):
         """Run inference; returns arviz.InferenceData: `posterior`, `posterior_predictive`
         (generated quantities; a replicate of observed data also under the observed name),
         `log_likelihood` (pointwise, per observed element; the option log_likelihood=False
         leaves it out), `sample_stats`, `observed_data`, `constant_data`, and with `prior`
         `prior` and `prior_predictive` (chains × draws from the prior, observed data
-        simulated)."""
+        simulated).
+
+        `progress`: True reports on stderr (a bar on a terminal, a line every few seconds
+        elsewhere: ppl/runtime/progress.py), or pass a `Progress`."""
         enable_compilation_cache()
         if "arviz" not in sys.modules:  # a second or two to import: overlap it with compiling
             threading.Thread(target=_arviz, daemon=True).start()
         plan = self.plan(method)
         p = PASSES[plan.method]
-        opts = dict(options, chains=chains, draws=draws, warmup=warmup)
-        lowered = self.lower(data, plan.method, defer_checks=True, options=opts)
-        key = (lowered.signature, plan.method, tuple(sorted((k, repr(v)) for k, v in opts.items())))
-        program = self._programs.get(key)
-        if program is None:
-            program = self._programs[key] = p.build(lowered, opts)
-        lowered.check_data()  # compiles while the program's own compilation runs in background
-        if validate and (lowered.signature, plan.method) not in self._validated:
-            self._validated[(lowered.signature, plan.method)] = p.validate(program, rng_key(seed))
-        bar = Progress(f"{plan.method}", min_seconds=1.0) if progress else None
-        out = program.run(lowered.data_arrays, seed=seed, progress=bar)
-        out.attrs.setdefault("inference_method", plan.method)
-        prior_groups = self._prior(lowered, chains, draws, seed) if prior else ({}, {})
-        idata = self._inference_data(lowered, out, *prior_groups)
+        bar = progress if isinstance(progress, Progress) else \
+            Progress(plan.method, min_seconds=1.0) if progress else None
+        try:
+            opts = dict(options, chains=chains, draws=draws, warmup=warmup)
+            bound = self.bind(data)
+            key = (data_signature(bound), plan.method,
+                   tuple(sorted((k, repr(v)) for k, v in opts.items())))
+            if bar is not None and (key not in self._programs or
+                                    (validate and key[:2] not in self._validated)):
+                bar.compiling()
+            lowered = self.lower(bound, plan.method, defer_checks=True, options=opts)
+            program = self._programs.get(key)
+            if program is None:
+                program = self._programs[key] = p.build(lowered, opts)
+            lowered.check_data()  # compiles while the program's own compilation runs in background
+            if validate and key[:2] not in self._validated:
+                self._validated[key[:2]] = p.validate(program, rng_key(seed))
+            out = program.run(lowered.data_arrays, seed=seed, progress=bar)
+            out.attrs.setdefault("inference_method", plan.method)
+            prior_groups = self._prior(lowered, chains, draws, seed) if prior else ({}, {})
+            idata = self._inference_data(lowered, out, *prior_groups)
+        except BaseException:
+            if bar is not None:
+                bar.close()
+            raise
+        if bar is not None:
+            bar.finish()
         self.last_warnings = list(out.warnings)
         self.last_plan = plan
         return idata

@@ -32,15 +32,22 @@ def cmd_sample(args) -> int:
         check_output_path(args.output)  # before the run, not after it
     t0 = time.perf_counter()
     idata = model.sample(args.data, method=args.method, chains=args.chains, draws=args.draws,
-                         warmup=args.warmup, seed=args.seed,
-                         progress=not args.quiet and sys.stderr.isatty(),
-                         validate=not args.no_validate,
+                         warmup=args.warmup, seed=args.seed, progress=_progress(model, args),
+                         validate=not args.no_validate, prior=args.prior,
                          **_method_options(args))
     report(model, idata, time.perf_counter() - t0, args.vars, args.max_elements)
     if args.output:
         write_output(idata, args.output)
         print(f"wrote {args.output}")
     return 0
+
+
+def _progress(model, args):
+    """A bar on a terminal, a line every --heartbeat seconds elsewhere; none with --quiet."""
+    if args.quiet:
+        return False
+    from .runtime.progress import Progress
+    return Progress(model.plan(args.method).method, min_seconds=1.0, every=args.heartbeat)
 
 
 def _method_options(args) -> dict:
@@ -152,10 +159,21 @@ def cmd_calibrate(args) -> int:
     _print_warnings(model)
     from .runtime.calibrate import calibrate
     from .runtime.progress import Progress
-    bar = Progress("calibrate", min_seconds=1.0) if not args.quiet and sys.stderr.isatty() else None
-    cal = calibrate(model, args.data, method=args.method, replicates=args.replicates,
-                    chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
-                    seed=args.seed, variables=args.vars, output=args.output, progress=bar)
+    bar = None if args.quiet else Progress("calibrate", min_seconds=1.0, every=args.heartbeat)
+    if bar is not None:
+        bar.compiling("compiling and running the first replicate")
+    try:
+        cal = calibrate(model, args.data, method=args.method, replicates=args.replicates,
+                        chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
+                        seed=args.seed, variables=args.vars, output=args.output,
+                        progress=None if bar is None else
+                        (lambda done, total: bar(done, total, unit="replicates")))
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
+    if bar is not None:
+        bar.finish()
     print(f"simulation-based calibration of {args.method}: {cal.replicates} replicates, ranks "
           f"among {cal.num_draws} posterior draws, {cal.seconds:.1f} s")
     print(cal.table())
@@ -235,7 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-elements", type=int, default=20,
                    help="leave arrays with more elements out of the summary (default 20)")
     s.add_argument("--no-validate", action="store_true", help="skip translation validation")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", action="store_true", help="no progress report")
+    s.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
+                   help="when stderr is not a terminal, a progress line at most every SECONDS "
+                   "(default 5; 0: at every update)")
+    s.add_argument("--prior", action="store_true",
+                   help="also draw chains × draws from the prior, with data simulated: the "
+                   "prior and prior_predictive groups (prior predictive checks)")
     s.set_defaults(func=cmd_sample)
     c = sub.add_parser("check", help="compile, validate and print the inference plan")
     c.add_argument("model")
@@ -256,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--alpha", type=float, default=0.01, help="family-wise significance level")
     k.add_argument("--vars", nargs="+", help="variables to rank (default: every latent)")
     k.add_argument("--output", help="write the rank histograms as PNG (atomically)")
-    k.add_argument("--quiet", action="store_true")
+    k.add_argument("--quiet", action="store_true", help="no progress report")
+    k.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
+                   help="when stderr is not a terminal, a progress line at most every SECONDS "
+                   "(default 5)")
     k.set_defaults(func=cmd_calibrate)
     g = sub.add_parser("graph", help="write the model graph as Graphviz DOT (plate notation)")
     g.add_argument("model")

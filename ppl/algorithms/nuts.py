@@ -102,9 +102,13 @@ class NutsSampler:
             return self._start_compiled[2](key, keys, data)
         return self._start(key, keys, data, dim, tries)
 
-    def run(self, state, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
+    def run(self, state, data, progress: Optional[Callable[..., None]] = None) -> NutsTrace:
+        """(draws, warm-up), each a NutsTrace (chains, iterations, …). `progress(done, total,
+        phase=, divergences=)` is called after every chunk: the phase ("warm-up" or
+        "sampling") and, once sampling, each chain's divergent transitions so far."""
         total = self.num_warmup + self.num_samples
         outs, done = [], 0
+        divergent = None
         d = self.devices
         if d > 1:
             state = jax.tree.map(lambda x: x.reshape((d, x.shape[0] // d) + x.shape[1:]), state)
@@ -121,9 +125,15 @@ class NutsSampler:
             if d > 1:
                 out = tuple(x.reshape((-1,) + x.shape[2:]) for x in out)
             outs.append(out)
+            first = max(self.num_warmup - done, 0)  # the chunk's first draw after warm-up
+            if first < n:
+                div = np.asarray(out[2])[:, first:].sum(axis=1)
+                divergent = div if divergent is None else divergent + div
             done += n
             if progress is not None:
-                progress(done, total)
+                sampling = done > self.num_warmup
+                progress(done, total, phase="sampling" if sampling else "warm-up",
+                         divergences=None if divergent is None else divergent.tolist())
         z, pe, div, steps, acc, eps, energy = (np.concatenate(parts, axis=1) for parts in zip(*outs))
         depth = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int32) + 1
         w = self.num_warmup

@@ -73,8 +73,7 @@ class NutsProgram:
                 t.join()
             self._precompiling = None
 
-    def run(self, data_arrays, seed: int = 0,
-            progress: Optional[Callable[[int, int], None]] = None) -> Draws:
+    def run(self, data_arrays, seed: int = 0, progress: Optional[Callable[..., None]] = None) -> Draws:
         init_keys = chain_keys(seed, self.chains, "init")
         keys = chain_keys(seed, self.chains, "run")
         tries = 20
@@ -90,6 +89,9 @@ class NutsProgram:
                 "check that the data lie in the support of the likelihood and that every scale "
                 "is positive", self.lowered.ir.source, self.lowered.ir.filename,
                 notes=[text for text, _ in problems])
+        if progress is not None:  # compiled: warm-up starts
+            progress(0, self.warmup + self.draws, phase="warm-up" if self.warmup else "sampling",
+                     chains=self.chains)
         trace, warm = self.sampler.run(state, data_arrays, progress)
         flat = trace.z.reshape(-1, dim)
         posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)

@@ -271,6 +271,14 @@ def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20,
     if hidden:
         say(f"(not shown, more than {max_elements} elements each: {', '.join(hidden)}; "
             "use --vars NAME to show them)")
+    if "prior" in idata.groups():
+        prior = idata.prior
+        names = [n for n in shown if n in prior.data_vars]
+        say(f"prior ({prior.sizes['chain']} chains × {prior.sizes['draw']} draws; data simulated "
+            "in prior_predictive):")
+        if names:
+            az = _arviz()
+            say(summary_table(summarize(az.InferenceData(posterior=prior[names])), var_names=names))
     stats = idata.sample_stats if "sample_stats" in idata.groups() else None
     if stats is not None and "diverging" in stats and has_posterior:
         n_div = int(stats["diverging"].sum())
