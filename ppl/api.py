@@ -57,6 +57,8 @@ class Model:
 
     # ------------------------------------------------------------ data and lowering
     def bind(self, data: DataLike) -> BoundData:
+        if isinstance(data, BoundData):
+            return data
         name = "the data"
         if isinstance(data, (str, Path)):
             name = Path(data).name

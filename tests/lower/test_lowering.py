@@ -173,3 +173,26 @@ def test_fixed_values_are_held_and_leave_the_density():
     assert [s.name for s in low.slots] == ["mu"]
     expected = nd.Normal(0, 1).log_prob(0.3) + nd.Normal(0.3, 2.0).log_prob(jnp.array([0.5, 1.5])).sum()
     assert float(low.log_density(jnp.array([0.3]), low.data_arrays)) == pytest.approx(float(expected))
+
+
+TERNARY = """
+data N: int
+data x: real[N]
+data y: real[N]
+mu ~ normal(0, 1)
+s = mu > 0 ? 1.0 : 2.0
+for n in 1:N {
+  y[n] ~ normal(x[n] > 0 ? mu : -mu, s)
+}
+"""
+
+
+def test_conditional_expression():
+    x, y = np.array([1.0, -1.0, 0.5]), np.array([0.2, 0.1, -0.3])
+    low = lowered(TERNARY, {"N": 3, "x": x, "y": y})
+    for mu in (0.4, -0.7):
+        s = 1.0 if mu > 0 else 2.0
+        expected = nd.Normal(0, 1).log_prob(mu) + nd.Normal(np.where(x > 0, mu, -mu), s).log_prob(y).sum()
+        assert float(low.log_density(jnp.array([mu]), low.data_arrays)) == pytest.approx(float(expected))
+    with pytest.raises(ppl.PPLError, match="condition of `\\? :`"):
+        ppl.compile("mu ~ normal(0, 1)\ns = 2.5 ? 1 : 2\n")
