@@ -33,6 +33,7 @@ class NutsProgram:
         self.lowered = lowered
         self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
         self.max_tree_depth = max_tree_depth
+        self.state_space = False  # a state-space model smc can run (NutsPass.build says)
         potential = lambda u, data: -lowered.log_density(u, data)  # noqa: E731
         total = self.warmup + self.draws
         self.sampler = NutsSampler(potential, self.warmup, self.draws, target_accept, max_tree_depth,
@@ -111,7 +112,13 @@ class NutsProgram:
         if notes:
             out.attrs["log_likelihood_omitted"] = "; ".join(notes)
         n_div = int(stats["diverging"].sum())
-        if n_div:
+        if n_div and self.state_space:
+            out.warnings.append(
+                f"{n_div} of {self.chains * self.draws} transitions after warm-up diverged: the "
+                "posterior may be biased there. This is a state-space model: --method smc filters "
+                "the latent state instead of crossing the funnel between the trajectory and its "
+                "scale (particle Gibbs for the static parameters)")
+        elif n_div:
             out.warnings.append(
                 f"{n_div} of {self.chains * self.draws} transitions after warm-up diverged: the "
                 "posterior may be biased there; try a higher target acceptance (--target-accept 0.95) "
@@ -162,6 +169,9 @@ class NutsPass(InferencePass):
         keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass",
                 "log_likelihood")
         program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
+        from .smc import SMCPass  # noqa: PLC0415 (smc imports this module's neighbours)
+        graph, smc = ModelGraph(lowered.source_ir), SMCPass()
+        program.state_space = bool(smc.prefer(graph) and smc.diagnose(graph))
         program.precompile_in_background(lowered.data_arrays)
         return program
 
