@@ -133,6 +133,8 @@ class Model:
                 self._validated[key[:2]] = p.validate(program, rng_key(seed))
             out = program.run(lowered.data_arrays, seed=seed, progress=bar)
             out.attrs.setdefault("inference_method", plan.method)
+            if prior and bar is not None:
+                bar(0, 0, phase="prior and prior predictive draws")
             prior_groups = self._prior(lowered, chains, draws, seed) if prior else ({}, {})
             idata = self._inference_data(lowered, out, *prior_groups)
         except BaseException:

@@ -94,6 +94,8 @@ class NutsProgram:
             progress(0, self.warmup + self.draws, phase="warm-up" if self.warmup else "sampling",
                      chains=self.chains)
         trace, warm = self.sampler.run(state, data_arrays, progress)
+        if progress is not None:  # compiling and computing these can take a while
+            progress(0, 0, phase="generated quantities and log-likelihood")
         flat = trace.z.reshape(-1, dim)
         posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
         log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.draws, data_arrays)

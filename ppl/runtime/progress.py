@@ -40,6 +40,9 @@ class Progress:
             isatty = getattr(self.stream, "isatty", None)
             tty = bool(isatty()) if callable(isatty) else False
         self.tty, self.every, self.min_seconds = tty, float(every), float(min_seconds)
+        # whether programs compiled as one call should report their steps from inside it (a
+        # host callback, which keeps the program out of JAX's persistent cache): for a bar only
+        self.live = tty
         self.start = time.perf_counter()
         self.stage: Optional[str] = None  # "compiling" | "running" | None (finished)
         self.stage_start = self.start
@@ -130,7 +133,7 @@ class Progress:
                 self._draw()
             else:
                 now = time.perf_counter()
-                if changed_phase or done >= total or now - self._last_line >= self.every:
+                if changed_phase or (total and done >= total) or now - self._last_line >= self.every:
                     self._line(self._status())
 
     # ------------------------------------------------------------ text
@@ -141,7 +144,7 @@ class Progress:
         if self.total:
             pct = 100 * self.done / max(self.total, 1)
             parts.append(f"{self.done}/{self.total} {self.unit} ({pct:.0f}%)")
-        if self.chains:
+        if self.chains and self.total:
             parts.append(f"{self.chains} chains")
         if self.divergences is not None:
             parts.append("divergences per chain " + " ".join(str(d) for d in self.divergences))
@@ -152,6 +155,8 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         if self.stage == "compiling":
             return f"{self.label}: {self._what}… {_fmt_seconds(elapsed)}"
+        if not self.total:  # a phase without a count
+            return f"{self.label}: {self.phase or 'running'}… ({_fmt_seconds(elapsed)})"
         pct = 100 * self.done / max(self.total, 1)
         bar = "#" * int(pct // 5)
         text = f"{self.label} [{bar:<20}] {pct:3.0f}% {self.done}/{self.total}"
@@ -216,3 +221,72 @@ class Progress:
         with self._lock:
             self._clear()
             self.stage = None
+
+
+# ---------------------------------------------------------------- from inside compiled code
+# A program compiled as one call (particle Gibbs, PMMH, particle filters) reports its steps
+# through a host callback: `tick(x)` inside the traced step, where x is any value of the step
+# (so vmap unrolls one tick per chain and nothing hoists it out of the loop). The callback
+# counts into the run that `reporting` opened; with none open it does nothing, so the compiled
+# code is the same with and without a report (one compilation, cached).
+_active = None
+_active_lock = threading.Lock()
+
+
+class _Steps:
+    def __init__(self, progress, total: int, info: dict):
+        self.progress, self.total, self.info = progress, int(total), info
+        self.done = 0
+        self._last = 0.0
+
+    def advance(self, n: int) -> None:
+        before, self.done = self.done, min(self.done + n, self.total)
+        now = time.perf_counter()
+        if self.done == before:
+            return
+        if now - self._last >= 0.1 or self.done >= self.total:  # the bar needs no more
+            self._last = now
+            self.progress(self.done, self.total, **self.info)
+
+
+def _host_tick(x) -> None:
+    import numpy as np
+    steps = _active
+    if steps is not None:
+        try:
+            steps.advance(int(np.size(x)))
+        except Exception:  # noqa: BLE001 - a report must never break the run
+            pass
+
+
+def tick(x) -> None:
+    """Inside traced code: one step done (per lane under vmap)."""
+    import jax
+    jax.debug.callback(_host_tick, x)
+
+
+class reporting:
+    """`with reporting(progress, total, phase=…, unit=…, chains=…):` around a compiled call
+    whose steps `tick`: progress(done, total, **info) as they complete (at most every 0.1 s),
+    and once at the start and the end. `progress` None: nothing is reported."""
+
+    def __init__(self, progress, total: int, **info):
+        self.steps = _Steps(progress, total, info) if progress is not None else None
+
+    def __enter__(self):
+        global _active
+        if self.steps is not None:
+            self.steps.progress(0, self.steps.total, **self.steps.info)
+            with _active_lock:
+                _active = self.steps
+        return self
+
+    def __exit__(self, kind, value, tb):
+        global _active
+        if self.steps is not None:
+            with _active_lock:
+                if _active is self.steps:
+                    _active = None
+            if kind is None and self.steps.done < self.steps.total:
+                self.steps.progress(self.steps.total, self.steps.total, **self.steps.info)
+        return False
