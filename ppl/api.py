@@ -121,8 +121,7 @@ class Model:
             bound = self.bind(data)
             key = (data_signature(bound), plan.method,
                    tuple(sorted((k, repr(v)) for k, v in opts.items())))
-            if bar is not None and (key not in self._programs or
-                                    (validate and key[:2] not in self._validated)):
+            if bar is not None:  # the program may compile a variant of its own at its first run
                 bar.compiling()
             lowered = self.lower(bound, plan.method, defer_checks=True, options=opts)
             program = self._programs.get(key)

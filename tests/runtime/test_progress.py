@@ -99,11 +99,13 @@ SAMPLE = ["-m", "ppl", "sample", str(EXAMPLES / "eight_schools.ppl"), "--data",
 
 def test_piped_sample_shows_compile_and_sampling_lines(tmp_path):
     """stderr to a file (not a terminal): compile and sampling progress lines appear, in
-    order, with the heartbeat set to one second."""
+    order, with the heartbeat set to one second. The run also draws from the prior (--prior):
+    its summary is printed and the file holds the prior groups."""
     log = tmp_path / "err.txt"
     with open(log, "w") as err:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, *SAMPLE, "--heartbeat", "1"], stdout=subprocess.PIPE,
+        proc = subprocess.run([sys.executable, *SAMPLE, "--heartbeat", "1", "--prior",
+                               "--output", "fit.nc"], stdout=subprocess.PIPE,
                               stderr=err, env=_env(), cwd=tmp_path, timeout=900)
         seconds = time.perf_counter() - t0
     lines = log.read_text().splitlines()
@@ -115,8 +117,15 @@ def test_piped_sample_shows_compile_and_sampling_lines(tmp_path):
     sampling = [ln for ln in lines[i:] if ln.startswith("nuts: sampling, ")]
     assert warm and sampling and lines.index(warm[0]) < lines.index(sampling[0])
     assert any("2000/2000 iterations (100%)" in ln for ln in sampling)
+    assert any(ln.startswith("nuts: prior and prior predictive draws") for ln in lines)
     assert lines[-1].startswith("nuts: done, ")
     assert "\r" not in log.read_text()
+    out = proc.stdout.decode()
+    assert "prior (2 chains × 1500 draws; data simulated in prior_predictive):" in out
+    import arviz as az
+    idata = az.from_netcdf(tmp_path / "fit.nc")
+    assert {"prior", "prior_predictive", "log_likelihood"} <= set(idata.groups())
+    assert idata.prior_predictive["y"].shape == (2, 1500, 8)
 
 
 def test_on_a_pseudo_terminal_the_bar_advances_during_sampling(tmp_path):
