@@ -24,6 +24,7 @@ class NutsTrace(NamedTuple):
     accept_prob: jax.Array
     step_size: jax.Array
     tree_depth: jax.Array
+    energy: jax.Array  # Hamiltonian at the end of each transition (az.bfmi, az.plot_energy)
 
 
 class NutsSampler:
@@ -47,7 +48,7 @@ class NutsSampler:
             def body(s, _):
                 s = sample_kernel(s, model_kwargs={"data": data})
                 out = (s.z, s.potential_energy, s.diverging, s.num_steps, s.accept_prob,
-                       s.adapt_state.step_size)
+                       s.adapt_state.step_size, s.energy)
                 return s, out
             return jax.lax.scan(body, state, None, length=length)
 
@@ -112,9 +113,13 @@ class NutsSampler:
         state, ok, cand = out
         return jax.tree.map(lambda x: x[:chains], state), ok, cand[:chains]
 
-    def run(self, state, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
+    def run(self, state, data, progress: Optional[Callable[..., None]] = None) -> NutsTrace:
+        """(draws, warm-up), each a NutsTrace (chains, iterations, …). `progress(done, total,
+        phase=, divergences=)` is called after every chunk: the phase ("warm-up" or
+        "sampling") and, once sampling, each chain's divergent transitions so far."""
         total = self.num_warmup + self.num_samples
         outs, done = [], 0
+        divergent = None
         lanes = self.lanes
         first = np.unique(lanes.ravel(), return_index=True)[1]  # each chain's own lane
         state = jax.tree.map(lambda x: x[lanes], state)
@@ -128,13 +133,19 @@ class NutsSampler:
             out = jax.device_get(out)
             out = tuple(x.reshape((-1,) + x.shape[3:])[first] for x in out)
             outs.append(out)
+            kept = max(self.num_warmup - done, 0)  # the chunk's first draw after warm-up
+            if kept < n:
+                div = np.asarray(out[2])[:, kept:].sum(axis=1)
+                divergent = div if divergent is None else divergent + div
             done += n
             if progress is not None:
-                progress(done, total)
-        z, pe, div, steps, acc, eps = (np.concatenate(parts, axis=1) for parts in zip(*outs))
+                sampling = done > self.num_warmup
+                progress(done, total, phase="sampling" if sampling else "warm-up",
+                         divergences=None if divergent is None else divergent.tolist())
+        z, pe, div, steps, acc, eps, energy = (np.concatenate(parts, axis=1) for parts in zip(*outs))
         depth = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int32) + 1
         w = self.num_warmup
-        fields = (z, pe, div, steps, acc, eps, depth)
+        fields = (z, pe, div, steps, acc, eps, depth, energy)
         return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
 
 
