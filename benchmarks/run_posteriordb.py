@@ -146,7 +146,7 @@ def run_posterior(name: str, systems: list[str], a, cfg: dict, logs: Path, seed:
                 r["failed"] = str(e).splitlines()[0]
                 print(f"  {s} failed: {e}", file=sys.stderr, flush=True)
         live = [s for s in systems if s in workers]
-        for rep in range(a.reps):
+        for rep in range(a.reps if live else 0):
             order = live[rep % len(live):] + live[:rep % len(live)] if live else []
             for s in list(order):
                 try:
@@ -159,6 +159,8 @@ def run_posterior(name: str, systems: list[str], a, cfg: dict, logs: Path, seed:
                     live.remove(s)
                     continue
                 res["systems"][s].setdefault("reps", []).append(dict(assess(resp, name), round=rep))
+            if not live:
+                break
             print(f"  rep {rep + 1}/{a.reps}: " + ", ".join(
                 f"{s} {res['systems'][s]['reps'][-1]['sample_s']:.2f}s" for s in live), flush=True)
             if a.rep_budget and rep + 1 < a.reps and any(
