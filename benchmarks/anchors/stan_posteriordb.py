@@ -12,7 +12,7 @@
 The .stan files are this project's own translations of the posteriordb models, written to
 mirror ``examples/posteriordb/<name>.ppl`` (the posteriordb repository is not available
 offline). Cached fits are deleted before every ``sample`` so a repeated seed is never answered
-from httpstan's cache (see ``stan_eight_schools.py``).
+from httpstan's cache (``_pystan.sample``).
 """
 from __future__ import annotations
 
@@ -20,18 +20,20 @@ import time
 
 T_START_WALL = time.time()
 
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 from _common import SHARED_DATA, serve  # noqa: E402
 
 t0 = time.perf_counter()
 import stan  # noqa: E402
-import httpstan.cache  # noqa: E402
+import httpstan  # noqa: E402
+
+import _pystan  # noqa: E402
 
 IMPORT_S = time.perf_counter() - t0
 
@@ -53,35 +55,17 @@ def _build(name: str, seed: int) -> dict:
             "httpstan": httpstan.__version__}
 
 
-def _drop_cached_fits(posterior) -> None:
-    d = httpstan.cache.model_directory(posterior.model_name)
-    for p in d.glob("*.jsonlines.gz"):
-        p.unlink()
-
-
 def _sample(seed: int, chains: int, draws: int, warmup: int) -> dict:
-    posterior = dataclasses.replace(_state["posterior"], random_seed=int(seed))
-    _drop_cached_fits(posterior)
-    t = time.perf_counter()
-    fit = posterior.sample(num_chains=chains, num_samples=draws, num_warmup=warmup)
-    sample_s = time.perf_counter() - t
-    t_done = time.time()
-    # fit._draws: (sampler params + constrained params, draws, chains); names like "theta.2"
-    names = list(fit.sample_and_sampler_param_names) + list(fit.constrained_param_names)
-    arr = fit._draws  # noqa: SLF001 — the only way to get draws by chain in pystan 3
-
-    def by_chain(element: str) -> list[list[float]]:
-        return arr[names.index(element)].T.tolist()
-
+    sample_s, t_done, by_chain, divergent = _pystan.sample(_state["posterior"], seed, chains,
+                                                           draws, warmup)
     out = {}
     for base, size in _state["dims"].items():
-        if size == 1 and base in names:
+        try:
             out[base] = by_chain(base)
-        else:  # a vector: (chains, draws, size)
+        except ValueError:  # a vector: elements "base.1" … → (chains, draws, size)
             cols = [by_chain(f"{base}.{i}") for i in range(1, size + 1)]
             out[base] = [[list(row) for row in zip(*(c[ch] for c in cols))]
                          for ch in range(chains)]
-    divergent = int(arr[names.index("divergent__")].sum())
     return {"sample_s": sample_s, "t_done_wall": t_done, "divergences": divergent, "draws": out}
 
 
