@@ -116,9 +116,12 @@ class Model:
         bar = Progress(f"{plan.method}", min_seconds=1.0) if progress else None
         out = program.run(lowered.data_arrays, seed=seed, progress=bar)
         out.attrs.setdefault("inference_method", plan.method)
-        observed = {n: np.asarray(lowered.data.arrays.get(n, lowered.data.static.get(n)))
+        transformed = lowered.transformed_data()
+        observed = {n: transformed[n] if n in transformed else
+                    np.asarray(lowered.data.arrays.get(n, lowered.data.static.get(n)))
                     for n in lowered.observed_names}
         constant = {n: v for n, v in lowered.data.arrays.items() if n not in observed}
+        constant.update({n: v for n, v in transformed.items() if n not in observed})
         idata = to_inference_data(out, observed, constant)
         self.last_warnings = list(out.warnings)
         self.last_plan = plan

@@ -10,6 +10,7 @@ from typing import Callable, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import jax.scipy.special as jss
 from jax.scipy.stats import norm
 
@@ -154,6 +155,12 @@ for _s in [
     _spec("if_else", jnp.where, 3),
     _spec("size", lambda x: jnp.shape(x)[0], 1, result_rank=0, integer=True),
     _spec("num_elements", jnp.size, 1, result_rank=0, integer=True),
+    # shapes are known before inference: Python / NumPy integers, usable as sizes
+    _spec("rows", lambda x: int(jnp.shape(x)[0]), 1, result_rank=0, integer=True),
+    _spec("cols", lambda x: int(jnp.shape(x)[1]) if jnp.ndim(x) >= 2 else 1, 1, result_rank=0,
+          integer=True),
+    _spec("dims", lambda x: np.asarray(jnp.shape(x), dtype=np.int64), 1, result_rank=1,
+          integer=True),
     _spec("gp_exp_quad_cov", _gp_exp_quad_cov, 3, result_rank=2),
     _spec("pi", lambda: jnp.pi, 0, result_rank=0),
     _spec("e", lambda: jnp.e, 0, result_rank=0),

@@ -57,7 +57,8 @@ class Builder:
                                       if isinstance(x, N.Ref) and x.role == "latent"}))
         return N.Variable(name, info.kind, vtype, info.ty.base, info.ty.rank, info.span,
                           observed=info.observed, elementwise=info.elementwise, discrete=discrete,
-                          finite=finite, dists=dists, size_vars=size_vars)
+                          finite=finite, dists=dists, size_vars=size_vars,
+                          data_only=info.data_only)
 
     def _type(self, t: Optional[A.TypeExpr], scope) -> Optional[N.VarType]:
         if t is None:
@@ -160,6 +161,8 @@ class Builder:
 
     def _draw_role(self, name) -> str:
         kind = self.variables[name].kind
+        if kind == "deterministic" and self.variables[name].observed:
+            return "observed"  # transformed data (the checker allows only a function of data)
         return {"data": "observed", "param": "prior", "generated": "generated"}.get(kind, "latent")
 
     def _dist(self, call: A.Call, scope) -> N.Dist:

@@ -280,6 +280,7 @@ class Variable:
     dists: Tuple[str, ...] = ()  # distributions used to define it
     size_vars: Tuple[str, ...] = ()  # latents its shape depends on: a stochastic size
     time_grid: Optional[str] = None  # path-valued: the data variable holding its time grid
+    data_only: bool = False  # deterministic from data alone: transformed data, computed once
 
     @property
     def stochastic_size(self) -> bool:
