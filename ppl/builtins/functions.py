@@ -171,3 +171,20 @@ for _s in [
     _spec("machine_precision", lambda: jnp.finfo(jnp.result_type(float)).eps, 0, result_rank=0),
 ]:
     FUNCTIONS[_s.name] = _s
+
+
+def _cdf_spec(name):
+    from .distributions import cdf_function, cdf_value
+    spec, kind = cdf_function(name)
+    n = len(spec.params) + 1
+    return FunSpec(name, lambda y, *a: cdf_value(spec, kind, y, *a), (n, n), result_rank=0)
+
+
+def _cdf_functions():
+    from .distributions import CDF_DISTRIBUTIONS, CDF_SUFFIXES
+    return {d + s: _cdf_spec(d + s) for d in sorted(CDF_DISTRIBUTIONS) for s in CDF_SUFFIXES}
+
+
+# `normal_lcdf(y | mu, sigma)` …: called with "|" like the densities (ppl/check/checker.py)
+CDF_FUNCTIONS = _cdf_functions()
+FUNCTIONS.update(CDF_FUNCTIONS)

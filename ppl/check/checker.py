@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..builtins.distributions import DISTRIBUTIONS, density_function, rng_function
-from ..builtins.functions import FUNCTIONS
+from ..builtins.distributions import DISTRIBUTIONS, cdf_function, density_function, rng_function
+from ..builtins.functions import CDF_FUNCTIONS, FUNCTIONS
 from ..syntax import ast as A
 from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
 from ..syntax.parser import parse
@@ -232,6 +232,9 @@ class Checker:
             elif isinstance(s, A.VarDecl) and s.value is not None:
                 scope.names[s.name] = Ty(type_base(s.type), type_rank(s.type))
                 self._expr(s.value, scope)
+            elif isinstance(s, A.VarDecl) and s.dist is None:  # a typed local, filled later
+                self._check_type(s.type, scope)
+                scope.names[s.name] = Ty(type_base(s.type), type_rank(s.type))
             elif isinstance(s, A.For):
                 self._expr(s.lo, scope)
                 self._expr(s.hi, scope)
@@ -667,8 +670,23 @@ class Checker:
             return self._call(e, scope)
         raise self.err(f"unsupported expression {type(e).__name__}", e.span)  # pragma: no cover
 
+    def _cdf_call(self, e: A.Call) -> Ty:
+        """`normal_lcdf(y | mu, sigma)`: the value before "|", the parameters after it."""
+        params = cdf_function(e.func)[0].params
+        sig = f"{e.func}(y | {', '.join(params)})"
+        if e.given is None:
+            raise self.err(f'{e.func} needs a "|" between the value and the parameters', e.span,
+                           f"write {sig}")
+        if len(e.args) != len(params):
+            raise self.err(f'{e.func} takes {_args(len(params))} after "|", but '
+                           f"{len(e.args)} {_were(len(e.args))} given", e.span,
+                           f"the signature is {sig}")
+        return REAL
+
     def _call(self, e: A.Call, scope) -> Ty:
         arg_tys = [self._expr(a, scope) for a in e.args]
+        if e.given is not None and e.func in CDF_FUNCTIONS:
+            self._expr(e.given, scope)
         spec = density_function(e.func)
         if spec is not None:
             if e.given is None:
@@ -685,6 +703,8 @@ class Checker:
                                f"{len(e.args)} {_were(len(e.args))} given", e.span,
                                f"the signature is {e.func}(y | {', '.join(spec.params)})")
             return REAL
+        if e.func in CDF_FUNCTIONS and e.func not in self.funs:
+            return self._cdf_call(e)
         if e.given is not None and e.func not in self.funs and e.func.endswith(("_lpdf", "_lpmf")):
             stem = e.func[:-5]
             candidates = [n + e.func[-5:] for n in DISTRIBUTIONS] + [

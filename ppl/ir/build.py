@@ -212,6 +212,8 @@ class Builder:
         if e.func in self.ck.functions:
             given = (self._expr(e.given, scope),) if e.given is not None else ()
             return N.CallUser(e.span, e.func, given + args)
+        if e.given is not None:  # a cumulative distribution function: `normal_lcdf(y | …)`
+            args = (self._expr(e.given, scope),) + args
         return N.Builtin(e.span, e.func, args)
 
 
