@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..builtins.distributions import DISTRIBUTIONS, cdf_function, density_function, rng_function
 from ..builtins.functions import CDF_FUNCTIONS, FUNCTIONS
+from ..builtins.ode import ODE_SOLVERS
 from ..syntax import ast as A
 from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
 from ..syntax.parser import parse
@@ -683,7 +684,36 @@ class Checker:
                            f"the signature is {sig}")
         return REAL
 
+    def _ode_call(self, e: A.Call, scope) -> Ty:
+        """`ode_rk45(f, y0, t0, ts, …)`: f a function of the program named, `f(t, y, …)`."""
+        spec = ODE_SOLVERS[e.func]
+        fixed = 7 if spec.tol else 4
+        sig = (f"{e.func}(f, y0, t0, ts" + (", rtol, atol, max_num_steps" if spec.tol else "")
+               + ", …)")
+        if e.given is not None or len(e.args) < fixed:
+            raise self.err(f"{e.func} takes at least {fixed} arguments, {len(e.args)} "
+                           f"{_were(len(e.args))} given", e.span, f"the signature is {sig}")
+        f = e.args[0]
+        if not isinstance(f, A.Name) or f.id not in self.funs:
+            hint = did_you_mean(f.id, list(self.funs)) if isinstance(f, A.Name) else None
+            raise self.err(f"the first argument of {e.func} must name a function of the program",
+                           f.span, hint or "define the right-hand side as `def f(t: real, y: "
+                           "real[N], …) -> real[N] { … }` and pass its name")
+        fun = self.funs[f.id]
+        extra = len(e.args) - fixed
+        if len(fun.params) != 2 + extra:
+            raise self.err(f'{f.id} takes {_args(len(fun.params))}, but {e.func} passes it '
+                           f"{2 + extra} (t, y and the {extra} after "
+                           f"{'max_num_steps' if spec.tol else 'ts'})", f.span,
+                           f"{f.id} is defined at line {fun.span.line}")
+        tys = [self._expr(a, scope) for a in e.args[1:]]
+        if spec.tol and tys[5].base != "int":
+            raise self.err("max_num_steps must be an integer", e.args[6].span)
+        return Ty("real", 2)
+
     def _call(self, e: A.Call, scope) -> Ty:
+        if e.func in ODE_SOLVERS and e.func not in self.funs:
+            return self._ode_call(e, scope)
         arg_tys = [self._expr(a, scope) for a in e.args]
         if e.given is not None and e.func in CDF_FUNCTIONS:
             self._expr(e.given, scope)

@@ -109,6 +109,22 @@ class LogDensity(Expr):
     value: Expr = None
 
 
+@dataclass(frozen=True)
+class OdeSolve(Expr):
+    """`ode_rk45(f, y0, t0, ts, …)`: the solution of dy/dt = f(t, y, …) from y(t0) = y0 at the
+    times ts, one row per time (ppl/builtins/ode.py names the solvers). `rtol`, `atol`,
+    `max_steps`: given by the `_tol` forms, else None (Stan's defaults)."""
+    method: str = "rk45"
+    function: str = ""
+    y0: Expr = None
+    t0: Expr = None
+    ts: Expr = None
+    rtol: Optional[Expr] = None
+    atol: Optional[Expr] = None
+    max_steps: Optional[Expr] = None
+    args: Tuple[Expr, ...] = ()
+
+
 # ============================================================================ types
 @dataclass(frozen=True)
 class VarType:

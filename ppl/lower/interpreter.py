@@ -675,6 +675,9 @@ class Interpreter:
             value = self.expr(e.value)
             d = self.build_dist(e.dist, value_shape=jnp.shape(value))
             return jnp.sum(d.log_prob(value))
+        if isinstance(e, N.OdeSolve):
+            from .ode import solve  # diffrax is imported by the models that solve ODEs only
+            return solve(self, e)
         if isinstance(e, N.Cond):
             c, a, b = self.expr(e.cond), self.expr(e.then), self.expr(e.orelse)
             if _is_static(c):
