@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 from ..builtins.distributions import DISTRIBUTIONS, density_function, rng_function
 from ..builtins.functions import FUNCTIONS
 from ..syntax import ast as A
-from ..syntax.errors import PPLCheckError, Warning_, did_you_mean
+from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
 from ..syntax.parser import parse
 from ..syntax.visit import walk
 from .process import ProcessChecks
@@ -129,8 +129,8 @@ class Checker(ProcessChecks):
         sp = getattr(e, "span", None)
         if sp is None or sp.line <= 0 or sp.line != sp.end_line:
             return None
-        lines = self.program.source.splitlines()
-        return lines[sp.line - 1][sp.col - 1:sp.end_col - 1] if sp.line <= len(lines) else None
+        line = source_line(self.program.source, sp.line)  # numbered as the parser numbers them
+        return line[sp.col - 1:sp.end_col - 1] if line is not None else None
 
     def _declared_hint(self, v: Optional[VarInfo]) -> Optional[str]:
         if v is None or v.type is None:
@@ -758,4 +758,6 @@ def _describe(e: A.Expr) -> str:
 
 
 def check(program: A.Program) -> CheckedProgram:
-    return Checker(program).run()
+    from ..syntax.parser import recursion_headroom
+    with recursion_headroom():  # the checks recurse a few frames per level of nesting
+        return Checker(program).run()
