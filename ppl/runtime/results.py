@@ -37,6 +37,9 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
                                 ("observed_data", observed, 0), ("constant_data", constant, 0)):
         if values:
             groups[group] = _dataset(xr, values, lead, dict(stamp))
+    for group, values in getattr(draws, "groups", {}).items():
+        if values:
+            groups[group] = _dataset(xr, values, 0, dict(stamp))
     # run-level results (method, log evidence …) on the posterior group when there is one,
     # else on whichever group the run produced
     if groups:
