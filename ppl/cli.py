@@ -104,9 +104,16 @@ def cmd_check(args) -> int:
                 print(printer.program(rewritten))
     if args.data:
         lowered = model.lower(checked.data(args), plan.method if plan is not None else None)
-        res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
-            if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
-        print(f"data: ok ({lowered.dim} unconstrained dimensions)")
+        if plan is not None and plan.method == "vsde":  # the process's data checks (ppl/lower/process.py)
+            from .lower.process import ProcessModel
+            pm = ProcessModel(lowered)
+            print(f'data: ok (process "{pm.name}": {len(pm.obs_times)} observation time(s) in '
+                  f"({pm.start:g}, {pm.end:g}]; {len(pm.statics)} static random variable(s))")
+            res = {}
+        else:
+            res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
+                if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
+            print(f"data: ok ({lowered.dim} unconstrained dimensions)")
         if res.get("checked"):
             ref = res.get("reference", "numpyro reference")
             print(f"validation: lowered log density = {ref} at {res['points']} random "

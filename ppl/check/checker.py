@@ -156,6 +156,7 @@ class Checker(ProcessChecks):
                               self.imports)
 
     def _finish(self):
+        self._process_finish()  # ppl/check/process.py
         for v in self.vars.values():
             if v.kind == "latent" and not v.defined_by:
                 self.warnings.append(Warning_(

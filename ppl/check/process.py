@@ -196,6 +196,48 @@ class ProcessChecks:
                 raise self.err(f"T (the interval the weights are fitted on) must be positive; it "
                                f"is {v:g}", a.value.span)
 
+    def _process_finish(self):
+        """After the whole program: a process's law cannot depend on what is observed (the
+        observations come after it). The diffusion most of all: the posterior SDE keeps the
+        prior's diffusion (Girsanov: only the drift changes, so the path KL is finite), which
+        cannot then depend on quantities only the posterior knows."""
+        for p in self.processes.values():
+            call = p.decl.dist
+            for part in ("diffusion", "drift", "init", "noise"):
+                e = call.arg(part)
+                if e is None:
+                    continue
+                hit = self._observed_reads(e, {p.name, TIME})
+                if hit is None:
+                    continue
+                n, span = hit
+                v = self.vars[n]
+                where = "the posterior's diffusion is the prior's, " if part == "diffusion" else ""
+                raise self.err(f'the {part} of "{p.name}" depends on "{n}", which is observed '
+                               f"(line {v.span.line}): the law of the process cannot depend on the "
+                               "observations", span,
+                               f"{where}so it may read data, numbers and random variables with "
+                               "priors, not the data the model conditions on")
+
+    def _observed_reads(self, e, skip, seen: Optional[Set[str]] = None):
+        seen = set() if seen is None else seen
+        for x in walk(e):
+            if not isinstance(x, A.Name) or x.id in seen or x.id in skip:
+                continue
+            seen.add(x.id)
+            v = self.vars.get(x.id)
+            if v is None:
+                continue
+            if v.observed:
+                return x.id, x.span
+            if v.kind == "deterministic":
+                for d in v.defined_by:
+                    value = getattr(d, "value", None)
+                    r = self._observed_reads(value, skip, seen) if value is not None else None
+                    if r:
+                        return r[0], x.span
+        return None
+
     # ------------------------------------------------------------ reading a path
     def _process_read(self, e: A.Call, scope):
         from .checker import Ty  # noqa: PLC0415
