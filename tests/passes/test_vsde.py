@@ -66,7 +66,7 @@ data y: real[N]
 theta ~ lognormal(0, 0.5)
 s ~ lognormal(log(0.5), 0.1)
 rate = 2 * theta
-x: process<start=0.1, end=2.1> ~ sde(drift = -rate * x + 0 * time, diffusion = s,
+x: process<start=0.1, end=2.1> ~ sde(drift = -rate * x + 0.5 * time, diffusion = s,
                                      init = normal(0, s / sqrt(rate)))
 for i in 1:N {
   y[i] ~ normal(x(t[i] + 0.1), 0.05)
@@ -144,7 +144,8 @@ def test_static_latents_deterministic_values_and_shifted_horizon(theta_model):
     assert pm.start == pytest.approx(0.1) and prob.t_end == pytest.approx(2.0)
     np.testing.assert_allclose(prob.obs_times, np.asarray(data["t"]), atol=1e-12)
     th = {"theta": jnp.asarray(1.5), "s": jnp.asarray(0.4)}
-    np.testing.assert_allclose(prob.drift(0.0, jnp.array([2.0]), th), [-6.0])
+    # the engine's clock starts at 0, the model's `time` at the horizon's start
+    np.testing.assert_allclose(prob.drift(0.3, jnp.array([2.0]), th), [-6.0 + 0.5 * 0.4])
     np.testing.assert_allclose(prob.diffusion(0.0, jnp.array([2.0]), th), [0.4])
     np.testing.assert_allclose(prob.x0.sd(th), [0.4 / np.sqrt(3.0)])
     idata = model.sample(data, draws=200, seed=2, **SMALL)
@@ -221,3 +222,33 @@ def test_hurst_recovery_through_the_language(name):
     idata = model.sample(_subset(d, HURST_KEYS), draws=10, seed=4, estimate="point", dt=0.0025)
     H = float(idata.posterior["H"].values.mean())
     assert abs(H - d["reference"]["type_I"]["mle_continuous"]) < 0.05, H
+
+
+TWO_D = """
+data N: int
+data t: real[N]
+data y: real[N, 2]
+data L: real[2, 2]
+a ~ normal(1, 0.1)
+x: process<end=2>[2] ~ sde(drift = -a * x, diffusion = L, init = normal(0, 1))
+for i in 1:N {
+  y[i, 1] ~ normal(x(t[i])[1], 0.1)
+  y[i, 2] ~ normal(x(t[i])[2], 0.2)
+}
+"""
+
+
+def test_vector_process_with_a_matrix_diffusion():
+    model = ppl.compile(TWO_D)
+    data = {"N": 3, "t": [0.5, 1.0, 1.5], "y": [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]],
+            "L": [[1.0, 0.0], [0.5, 0.3]]}
+    prob = ProcessModel(model.lower(data, "vsde")).problem()
+    assert (prob.state_dim, prob.noise_dim, prob.diagonal) == (2, 2, False)
+    th = {"a": jnp.asarray(2.0)}
+    x = jnp.array([1.0, 2.0])
+    np.testing.assert_allclose(prob.drift(0.1, x, th), [-2.0, -4.0])
+    np.testing.assert_allclose(prob.diffusion(0.1, x, th), data["L"])
+    xs = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    y = np.asarray(data["y"])
+    want = norm.logpdf(y[:, 0], xs[:, 0], 0.1).sum() + norm.logpdf(y[:, 1], xs[:, 1], 0.2).sum()
+    np.testing.assert_allclose(prob.log_likelihood(xs, th), want, rtol=1e-12)
