@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", metavar="MODEL", help="the .ppl model file")
     _add(s, "--data", metavar="FILE", help="data as CmdStan-style JSON")
     _add(s, "--method", default="auto", metavar="NAME",
-         help="inference method: auto (the first that can run), nuts, smc, enumerate")
+         help="inference method: auto (the first that can run), nuts, smc, enumerate, vsde")
     _sampling_arguments(s, chains=4, draws=1000, warmup=1000, seed_max=SEED_MAX)
     _add(s, "--target-accept", type=_fraction, default=None, metavar="P",
          help="target acceptance rate, strictly between 0 and 1 (default: the method's: 0.8 for nuts)")
