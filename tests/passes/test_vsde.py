@@ -133,7 +133,7 @@ def test_ou_fit_output_and_elbo_bound(ou, ou_fit):
     assert e[-30:].mean() > e[:10].mean() + 5
 
 
-def test_static_latents_deterministic_values_and_shifted_horizon(theta_model):
+def test_static_latents_deterministic_values_and_shifted_horizon(theta_model, capsys):
     """Static latents get priors and variational posteriors; deterministic values and `time`
     reach the drift; a horizon that starts at 0.1 shifts the engine's clock."""
     model, data = theta_model
@@ -148,7 +148,8 @@ def test_static_latents_deterministic_values_and_shifted_horizon(theta_model):
     np.testing.assert_allclose(prob.drift(0.3, jnp.array([2.0]), th), [-6.0 + 0.5 * 0.4])
     np.testing.assert_allclose(prob.diffusion(0.0, jnp.array([2.0]), th), [0.4])
     np.testing.assert_allclose(prob.x0.sd(th), [0.4 / np.sqrt(3.0)])
-    idata = model.sample(data, draws=200, seed=2, **SMALL)
+    idata = model.sample(data, draws=200, seed=2, progress=True, **SMALL)
+    assert "vsde ELBO" in capsys.readouterr().err  # the progress line shows the running ELBO
     for n in ("theta", "s"):
         v = idata.posterior[n].values
         assert v.shape == (1, 200) and np.all(v > 0)
