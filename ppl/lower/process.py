@@ -2,8 +2,9 @@
 problem (`ppl.algorithms.latent_sde.LatentSDEProblem`) for the vsde pass.
 
 In the interpreter a process is a value that can be read at a time, `x(t)`:
-- `PathStub` where no path is given (shape discovery, prior checks): reads are zeros, so a run
-  that does not use the path (the layout of the static latents) goes through;
+- `PathStub` where no path is given (shape discovery, data checks): reads are NaN of the right
+  shape, so a run that does not use the path's values (the layout of the static latents) goes
+  through;
 - `PathValue` in the vsde pass's likelihood: the path at the observation times, read at the
   nearest of them (the times are the data's, so the nearest is the one).
 
@@ -32,13 +33,14 @@ from .interpreter import Interpreter, static_int
 
 # ------------------------------------------------------------------ values of a process
 class PathStub:
-    """A process with no path given: reads are zeros of the right shape."""
+    """A process with no path given: reads are NaN of the right shape (only shapes are used;
+    a value computed from it by mistake shows as NaN, not as a plausible number)."""
 
     def __init__(self, shape: Tuple[int, ...]):
         self.shape = tuple(shape)
 
     def at(self, t):
-        return jnp.zeros(jnp.shape(t) + self.shape)
+        return jnp.full(jnp.shape(t) + self.shape, jnp.nan)
 
 
 class PathValue:

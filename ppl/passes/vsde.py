@@ -74,9 +74,12 @@ class VSDEProgram:
         def report(done, metrics):
             if progress is None:
                 return
-            if label is not None:
-                progress.label = f"vsde ELBO {metrics['elbo']:9.3f}"
-            progress(done, steps)
+            if label is not None:  # the running ELBO leads the bar (or the line without one)
+                progress.label = f"vsde ELBO {metrics['elbo']:.3f}"
+            try:
+                progress(done, steps, phase="maximising the ELBO", unit="steps")
+            except TypeError:  # a plain (done, total) callable
+                progress(done, steps)
 
         key = rng_key(seed)
         k_fit, k_draw = jax.random.split(key)
@@ -88,7 +91,7 @@ class VSDEProgram:
                                   "rate (--option learning_rate=0.003)", self.lowered.ir.source,
                                   self.lowered.ir.filename) from None
         if progress is not None and res.steps < steps:
-            progress(steps, steps)  # converged early: close the bar
+            report(steps, {"elbo": float(res.history["elbo"][-1])})  # converged early
         dr = algo.sample_paths(res.state, k_draw, self.draws)
         m = self.model
         path = dr["x"] if m.shape else dr["x"][..., 0]
