@@ -14,8 +14,9 @@ with times known from the data. The rules here say what may depend on what:
   numbers known from the data; H is a number in (0, 1), data or a random variable;
 * drift and diffusion read the state, `time`, data and static random variables, never a path at
   a time (`x(s)`: a process has no memory here);
-* a constant diffusion must be positive (a literal here; data when the data are bound,
-  ppl/check/data.py → `check_process_data`);
+* a constant diffusion must be positive (a literal here; data when the model is lowered with
+  its data, ppl/lower/process.py, which `ppl check --data` and the vsde pass run);
+* the law (drift, diffusion, init, noise) cannot read observed data (`_process_finish`);
 * observation times are data: they cannot depend on random variables.
 
 A diffusion may read static random variables (`sigma ~ lognormal(…)`): the variational

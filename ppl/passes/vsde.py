@@ -13,7 +13,6 @@ Contract: elbo-bound (the ELBO is a lower bound on log p(y) of the discretised m
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, Optional
 
 import jax
