@@ -112,9 +112,16 @@ def cmd_check(args) -> int:
                 print(printer.program(rewritten))
     if args.data:
         lowered = model.lower(checked.data(args), plan.method if plan is not None else None)
-        res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
-            if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
-        print(f"data: ok ({lowered.dim} unconstrained dimensions)")
+        if plan is not None and plan.method == "vsde":  # the process's data checks (ppl/lower/process.py)
+            from .lower.process import ProcessModel
+            pm = ProcessModel(lowered)
+            print(f'data: ok (process "{pm.name}": {len(pm.obs_times)} observation time(s) in '
+                  f"({pm.start:g}, {pm.end:g}]; {len(pm.statics)} static random variable(s))")
+            res = {}
+        else:
+            res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
+                if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
+            print(f"data: ok ({lowered.dim} unconstrained dimensions)")
         if res.get("checked"):
             ref = res.get("reference", "numpyro reference")
             print(f"validation: lowered log density = {ref} at {res['points']} random "
@@ -490,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", metavar="MODEL", help="the .ppl model file")
     _add(s, "--data", metavar="FILE", help="data as CmdStan-style JSON")
     _add(s, "--method", default="auto", metavar="NAME",
-         help="inference method: auto (the first that can run), nuts, smc, enumerate")
+         help="inference method: auto (the first that can run), nuts, smc, enumerate, vsde")
     _sampling_arguments(s, chains=4, draws=1000, warmup=1000, seed_max=SEED_MAX)
     _add(s, "--target-accept", type=_fraction, default=None, metavar="P",
          help="target acceptance rate, strictly between 0 and 1 (default: the method's: 0.8 for nuts)")

@@ -16,6 +16,7 @@ from ..syntax import ast as A
 from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
 from ..syntax.parser import parse
 from ..syntax.visit import walk
+from .process import ProcessChecks
 
 BASE_TYPES = {"real": 0, "int": 0, "bool": 0, "vector": 1, "matrix": 2}
 # constrained types: rank of one value
@@ -109,7 +110,7 @@ class Scope:
         return out
 
 
-class Checker:
+class Checker(ProcessChecks):
     def __init__(self, program: A.Program):
         self.program = program
         self.vars: Dict[str, VarInfo] = {}
@@ -160,6 +161,7 @@ class Checker:
                               self.imports)
 
     def _finish(self):
+        self._process_finish()  # ppl/check/process.py
         for v in self.vars.values():
             if v.kind == "latent" and not v.defined_by:
                 self.warnings.append(Warning_(
@@ -312,6 +314,8 @@ class Checker:
                 raise self.err(f'param "{s.name}" cannot be {s.type.base}', s.type.span,
                                "params are continuous; give a discrete latent a distribution instead")
             self._declare(s.name, "param", s, s.type, s.name_span, scope)
+        elif isinstance(s, A.VarDecl) and s.type.base == "process":
+            self._process_decl(s, scope, loop_depth, in_generated)  # ppl/check/process.py
         elif isinstance(s, A.VarDecl):
             self._check_type(s.type, scope)
             if loop_depth and s.value is None and s.dist is None:
@@ -416,6 +420,8 @@ class Checker:
                            "a value declared or defined with \"=\" inside a loop or branch is "
                            "deterministic; declare a random variable at the top level")
         v = self.vars.get(name)
+        if v is not None and v.kind == "process":
+            self._process_target(s.target)
         if v is None:
             if s.target.indices:
                 raise self.err(f'"{name}" must be declared before its elements are drawn',
@@ -488,6 +494,8 @@ class Checker:
         name = s.target.name
         t = self._expr(s.value, scope)
         v = self.vars.get(name)
+        if v is not None and v.kind == "process":
+            self._process_target(s.target)
         if v is None:
             if s.target.indices:
                 if scope.lookup(name) is not None:
@@ -524,6 +532,7 @@ class Checker:
 
     # ------------------------------------------------------------ distributions
     def _dist(self, call: A.Call, scope, target_name, target_ty) -> Ty:
+        self._named_call(call)
         spec = DISTRIBUTIONS.get(call.func)
         if spec is None:
             lpdf = f"{call.func}_lpdf"
@@ -572,6 +581,8 @@ class Checker:
         if isinstance(e, A.Name):
             t = scope.lookup(e.id)
             if t is None:
+                if e.id in self.processes:
+                    self._process_as_value(e)
                 if e.id in self.vars:
                     v = self.vars[e.id]
                     if v.kind == "generated":
@@ -712,6 +723,9 @@ class Checker:
         return Ty("real", 2)
 
     def _call(self, e: A.Call, scope) -> Ty:
+        self._named_call(e)
+        if e.func in self.processes:
+            return self._process_read(e, scope)
         if e.func in ODE_SOLVERS and e.func not in self.funs:
             return self._ode_call(e, scope)
         arg_tys = [self._expr(a, scope) for a in e.args]

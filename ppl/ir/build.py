@@ -14,6 +14,7 @@ from ..check.checker import CONSTRAINED_TYPES, CheckedProgram, Scope
 from ..syntax import ast as A
 from ..syntax.visit import walk
 from . import nodes as N
+from . import process
 from .loops import plan as plan_loop
 
 _CORE_RANK = CONSTRAINED_TYPES  # rank of one value of a constrained type
@@ -114,6 +115,8 @@ class Builder:
             return None
         if isinstance(s, A.ParamDecl):
             return N.Declare(self.sid(), s.span, s.name, self._type(s.type, scope), s.name_span)
+        if process.is_process_decl(s):
+            return process.process_draw(self, s, scope)  # ppl/ir/process.py
         if isinstance(s, A.VarDecl):
             role = self._role_of_target(s.name, scope)
             if s.dist is not None:
@@ -205,6 +208,8 @@ class Builder:
         raise TypeError(f"the IR builder does not know {type(e).__name__}")  # pragma: no cover
 
     def _call(self, e: A.Call, scope):
+        if e.func in self.variables and self.variables[e.func].kind == "process":
+            return process.path_at(self, e, scope)  # x(t): ppl/ir/process.py
         if e.func in ODE_SOLVERS and e.func not in self.ck.functions:
             return self._ode(e, scope)
         args = tuple(self._expr(a, scope) for a in e.args)

@@ -243,6 +243,61 @@ class Return(Stmt):
     value: Expr = None
 
 
+# ------------------------------------------------------------ continuous-time processes
+@dataclass(frozen=True)
+class Noise(Expr):
+    """The driving noise of a process: `kind` "brownian" or "fbm" (MA-fBM, ppl/algorithms/
+    mafbm.py) with its Hurst index and settings (K, gamma_max, type, T, normalize)."""
+    kind: str = "brownian"
+    hurst: Optional[Expr] = None
+    settings: Tuple[Tuple[str, Expr], ...] = ()
+
+    def setting(self, name: str) -> Optional[Expr]:
+        for k, v in self.settings:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class SDE(Dist):
+    """`sde(drift = …, diffusion = …, init = …, noise = …)` on the horizon [start, end].
+    `args` are (drift, diffusion, init, noise), so every analysis that reads a distribution's
+    arguments sees what the process depends on. Inside drift and diffusion the process's own
+    name is its current state and `time` the current time."""
+    start: Expr = None
+    end: Expr = None
+    dim: Optional[Expr] = None  # process<…>[d]: a vector of d coordinates
+
+    @property
+    def drift(self) -> Expr:
+        return self.args[0]
+
+    @property
+    def diffusion(self) -> Expr:
+        return self.args[1]
+
+    @property
+    def init(self) -> Expr:
+        return self.args[2]
+
+    @property
+    def noise(self) -> Noise:
+        return self.args[3]
+
+
+@dataclass(frozen=True)
+class ProcessDraw(Draw):
+    """`x: process<end=T> ~ sde(…)`: a path-valued latent (role "latent", `dist` an SDE)."""
+
+
+@dataclass(frozen=True)
+class PathAt(Expr):
+    """`x(t)`: the value of the process `path` at the time `time` (data)."""
+    path: Ref = None
+    time: Expr = None
+
+
 # ---------------------------------------------------------------- nodes made by rewrites
 @dataclass(frozen=True)
 class Marginal(Stmt):

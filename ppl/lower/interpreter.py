@@ -125,6 +125,8 @@ class Interpreter:
     # Statement kinds made by rewrites run through executors registered here
     # (e.g. ppl/lower/marginal.py for `Marginal`).
     executors: Dict[type, Callable] = {}
+    # … and expression kinds the core does not know (e.g. `x(t)`, ppl/lower/process.py)
+    expr_executors: Dict[type, Callable] = {}
 
     def __init__(self, ir: N.ModelIR, env: Dict[str, Any], handlers=(), depth: int = 0):
         self.ir = ir
@@ -198,7 +200,9 @@ class Interpreter:
             raise self.err(_explain(e), s.span, _shape_hint(e)) from None
 
     def _stmt(self, s):
-        if isinstance(s, N.Draw):
+        if type(s) in self.executors:  # first: some are subclasses of core statements
+            self.executors[type(s)](self, s)
+        elif isinstance(s, N.Draw):
             self._draw(s)
         elif isinstance(s, N.Let):
             self._let(s)
@@ -754,6 +758,8 @@ class Interpreter:
             if all(_is_static(i) for i in items):
                 return jnp.asarray(items)
             return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(i) for i in items]))
+        if type(e) in self.expr_executors:
+            return self.expr_executors[type(e)](self, e)
         raise self.err(f"cannot evaluate {type(e).__name__}", e.span)
 
     def _binary(self, e: N.Binary):

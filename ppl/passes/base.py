@@ -52,6 +52,8 @@ class Draws:
     log_likelihood: Dict[str, np.ndarray] = field(default_factory=dict)
     attrs: Dict[str, Any] = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    # further groups, arrays without chain/draw axes (e.g. vsde's ELBO history, group "vi")
+    groups: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 class InferencePass(abc.ABC):

@@ -50,6 +50,9 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
                                 ("observed_data", observed, 0), ("constant_data", constant, 0)):
         if values:
             groups[group] = _dataset(xr, values, lead, dict(stamp))
+    for group, values in getattr(draws, "groups", {}).items():
+        if values:
+            groups[group] = _dataset(xr, values, 0, dict(stamp))
     for group, values in (("posterior_predictive", draws.posterior_predictive),
                           ("prior_predictive", prior_predictive or {})):
         used = {k: v for k, v in pairs.items() if v in values}
@@ -256,6 +259,11 @@ def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20,
     if ev is not None:
         se = attrs.get("log_evidence_se")
         say(f"log evidence: {float(ev):.4f}" + (f" ± {float(se):.4f}" if se is not None else ""))
+    if attrs.get("elbo") is not None:  # variational runs (vsde)
+        say(f"ELBO: {float(attrs['elbo']):.4f} ± {float(attrs.get('elbo_se', float('nan'))):.4f} "
+            f"(Monte Carlo se, {attrs.get('elbo_paths', '?')} paths; E log p(y | path) "
+            f"{float(attrs.get('elbo_loglik', float('nan'))):.4f}, KL "
+            f"{float(attrs.get('elbo_kl', float('nan'))):.4f}; {attrs.get('vi_steps', '?')} steps)")
     smoothed = [k[len("smoothed_"):] for k in attrs if k.startswith("smoothed_") and not k.endswith("_se")]
     if smoothed:
         say(f"additive functionals, E[· | data] ({attrs.get('smoothing_method', '')}):")

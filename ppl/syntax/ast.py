@@ -52,12 +52,27 @@ class UnOp(Expr):
 
 
 @dataclass(frozen=True)
+class NamedArg:
+    """`name = value` in a call: `sde(drift = -x, diffusion = 1)`."""
+    name: str
+    value: Expr
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Call(Expr):
     func: str
     args: Tuple[Expr, ...]
     # `normal_lpdf(y | mu, sigma)`: the value before the bar
     given: Optional[Expr] = None
     func_span: Span = field(default=None, compare=False, repr=False)
+    named: Tuple[NamedArg, ...] = ()  # named arguments, after the positional ones
+
+    def arg(self, name: str) -> Optional[Expr]:
+        for a in self.named:
+            if a.name == name:
+                return a.value
+        return None
 
 
 @dataclass(frozen=True)

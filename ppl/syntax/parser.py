@@ -198,8 +198,15 @@ class _ToAST(Transformer_NonRecursive):
         return A.ArrayLit(_span(meta), tuple(x for x in c if x is not None))
 
     def call(self, meta, c):
-        args = tuple(x for x in c[1:] if x is not None)
-        return A.Call(_span(meta), str(c[0]), args, None, func_span=_tok_span(c[0]))
+        items = [x for x in c[1:] if x is not None]
+        args = tuple(x for x in items if not isinstance(x, A.NamedArg))
+        named = tuple(x for x in items if isinstance(x, A.NamedArg))
+        if named:
+            _check_named(items)
+        return A.Call(_span(meta), str(c[0]), args, None, func_span=_tok_span(c[0]), named=named)
+
+    def named_arg(self, meta, c):
+        return A.NamedArg(str(c[0]), c[1], _span(meta))
 
     def cond_call(self, meta, c):
         args = tuple(x for x in c[3:] if x is not None)
@@ -213,6 +220,20 @@ class _ToAST(Transformer_NonRecursive):
 
     def slice(self, meta, c):
         return A.Slice(_span(meta), c[0], c[1])
+
+
+def _check_named(items):
+    """Named arguments come after the positional ones, each name once."""
+    seen = {}
+    for i, x in enumerate(items):
+        if isinstance(x, A.NamedArg):
+            if x.name in seen:
+                raise PPLSyntaxError(f'the argument "{x.name}" is given twice', x.span,
+                                     f"it is first given at column {seen[x.name].col}")
+            seen[x.name] = x.span
+        elif seen:
+            raise PPLSyntaxError("a positional argument follows a named one", x.span,
+                                 "put the positional arguments first, or name this one too")
 
 
 _TOKEN_WORDS = {
