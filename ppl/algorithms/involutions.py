@@ -15,10 +15,8 @@ the validations always, it is computed automatically (`auto_log_jacobian`): `jax
 map on the padded continuous coordinates, masked to the active ones, then every column with a
 single nonzero entry (copies, shifts, scalings — most of a padded map) is removed by Laplace
 expansion and the rest (at most `max_local_dim` columns: the coordinates the move really mixes)
-goes to `slogdet`. A simplex of n active entries is measured in the chart of n − 1 of them: the
-full-embedding determinant is divided by the entry of one simplex column that the map sends to
-the output simplex alone (exact for any extension of the map off the simplex, see
-`auto_log_jacobian`).
+goes to `slogdet`. A simplex of n active entries is measured in the chart of n − 1 of them
+(`reduced_log_det` says how, exactly, whatever the map does off the simplex).
 
 Derived moves (no user code): `birth_death(model, size)` for every size variable — births draw
 each array's new element from its `ElementProposal` (simplex weights by the standard split
@@ -51,7 +49,7 @@ UP, DOWN = 0, 1  # birth/split, death/merge
 
 # why an automatic Jacobian is not usable at a point (the move is then rejected and counted)
 JACOBIAN_STATUS = {0: "ok", 1: "dimension mismatch", 2: "singular", 3: "more mixed coordinates "
-                   "than max_local_dim", 4: "no simplex chart column"}
+                   "than max_local_dim"}
 
 
 class Aux(NamedTuple):
@@ -151,15 +149,39 @@ def jacobian_matrix(model, inv, state, aux, data):
 
 def reduced_log_det(J, a_in, a_out, s_in, s_out, num_simplex: int, max_local_dim: int):
     """log|det| of J restricted to active outputs × active inputs, in simplex charts, and a
-    status (JACOBIAN_STATUS). Columns with one nonzero are expanded away (Laplace); the rest
-    must number at most `max_local_dim`."""
+    status (JACOBIAN_STATUS).
+
+    Simplex charts: a simplex of n active entries has n − 1 coordinates. Per simplex block, one
+    input entry q is made dependent (x_q = 1 − Σ others) and one output entry r dropped; the
+    chart map's Jacobian is then J minus row r and column q, with column q subtracted from the
+    block's other columns (chain rule) — exact whatever the map does off the simplex. q is a
+    column whose only nonzero lies in the same output simplex (then the subtraction changes
+    nothing and the sparsity survives), else the block's last active entry.
+    Then every column with one nonzero is expanded away (Laplace) and the rest, at most
+    `max_local_dim` columns, goes to `slogdet`."""
     P = J.shape[0]
+    cols = jnp.arange(P)
+    for b in range(num_simplex):
+        A0 = jnp.where(a_out[:, None] & a_in[None, :], J, 0.0)
+        nz0 = A0 != 0
+        simple0 = a_in & (jnp.sum(nz0, axis=0) == 1)
+        row0 = jnp.argmax(nz0, axis=0)
+        in_b, out_b = a_in & (s_in == b), a_out & (s_out == b)
+        cand = simple0 & in_b & out_b[row0]
+        has = jnp.any(cand)
+        q = jnp.where(has, jnp.argmax(cand), jnp.max(jnp.where(in_b, cols, -1)))
+        r = jnp.where(has, row0[q], jnp.max(jnp.where(out_b, cols, -1)))
+        present = jnp.any(in_b) & jnp.any(out_b)
+        sub = in_b & (cols != q) & present
+        J = J - jnp.where(sub[None, :], J[:, q][:, None], 0.0)
+        a_in = a_in & ~((cols == q) & present)
+        a_out = a_out & ~((cols == r) & present)
     A = jnp.where(a_out[:, None] & a_in[None, :], J, 0.0)
     nz = A != 0
     nnz = jnp.sum(nz, axis=0)
     simple = a_in & (nnz == 1)
     row_of = jnp.argmax(nz, axis=0)
-    val = jnp.abs(A[row_of, jnp.arange(P)])
+    val = jnp.abs(A[row_of, cols])
     hits = jnp.zeros(P, jnp.int32).at[row_of].add(simple.astype(jnp.int32))
     mismatch = jnp.sum(a_in) != jnp.sum(a_out)
     singular = jnp.any(hits > 1) | jnp.any(a_in & (nnz == 0))
@@ -175,22 +197,8 @@ def reduced_log_det(J, a_in, a_out, s_in, s_out, num_simplex: int, max_local_dim
     valid = jnp.arange(max_local_dim) < n_s
     B = jnp.where(valid[:, None] & valid[None, :], B, jnp.eye(max_local_dim, dtype=A.dtype))
     _, ld = jnp.linalg.slogdet(B)
-    # Simplex charts: drop one simplex column whose only entry lies in the same output simplex.
-    # With column q simple (its nonzero at row r), the chart map "embed (x_q = 1 − Σ others),
-    # apply, drop row r" has Jacobian J minus row r and column q exactly, whatever the map does
-    # off the simplex; its determinant is det J / J[r, q].
-    chart_ok = jnp.array(True)
-    correction = 0.0
-    for b in range(num_simplex):
-        cand = simple & (s_in == b) & (s_out[row_of] == b)
-        q = jnp.argmax(cand)
-        has = jnp.any(cand)
-        present = jnp.any(a_in & (s_in == b))
-        chart_ok = chart_ok & (has | ~present)
-        correction = correction + jnp.where(has, jnp.log(jnp.where(has, val[q], 1.0)), 0.0)
-    status = jnp.where(mismatch, 1, jnp.where(singular, 2, jnp.where(overflow, 3,
-                                                                       jnp.where(chart_ok, 0, 4))))
-    log_det = jnp.where(status == 0, log_simple + ld - correction, jnp.nan)
+    status = jnp.where(mismatch, 1, jnp.where(singular, 2, jnp.where(overflow, 3, 0)))
+    log_det = jnp.where(status == 0, log_simple + ld, jnp.nan)
     return log_det, status
 
 
@@ -261,8 +269,10 @@ def birth_death(model: PaddedModel, size: str, name: Optional[str] = None) -> In
         parts = []
         for a, kk in zip(arrays, keys[2:]):
             if isinstance(a.kind, Simplex):
-                n = (k + a.offset).astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-                parts.append(jax.random.beta(kk, 1.0, jnp.maximum(n, 1.0)).reshape(1))
+                # w* ~ Beta(1, n) by inversion: 1 − U^(1/n) (no rejection loop)
+                n = (k + a.offset).astype(jnp.result_type(float))
+                u = jax.random.uniform(kk, dtype=n.dtype)
+                parts.append((-jnp.expm1(jnp.log(u) / jnp.maximum(n, 1.0))).reshape(1))
             else:
                 parts.append(jnp.reshape(a.proposal.sample(kk, state, data), (-1,)))
         u = jnp.concatenate(parts)

@@ -89,7 +89,11 @@ class InvolutiveMove:
 class _HParams(NamedTuple):
     log_step: Any
     da: Any  # dual-averaging state
-    inv_mass: Any
+    inv_mass: Any  # diagonal, per padded coordinate
+    calls: Any  # adaptation calls so far
+    count: Any  # Welford accumulators of the current window, per coordinate (active only)
+    mean: Any
+    m2: Any
 
 
 def _momentum(key, mask, inv_mass):
@@ -107,16 +111,41 @@ class _Hamiltonian:
     def layout(self) -> Layout:
         return Layout(self.model)
 
+    adapt_mass: bool = True
+    first_window: int = 25
+
     def init(self, state, data):
         da_init, _ = dual_averaging()
         log_eps = jnp.log(jnp.asarray(self.init_step_size, dtype=jnp.result_type(float)))
-        return _HParams(log_eps, da_init(jnp.log(10.0) + log_eps),
-                        jnp.ones(self.layout.dim, dtype=log_eps.dtype))
+        d = self.layout.dim
+        zeros = jnp.zeros(d, dtype=log_eps.dtype)
+        return _HParams(log_eps, da_init(jnp.log(10.0) + log_eps), jnp.ones(d, dtype=log_eps.dtype),
+                        jnp.zeros((), jnp.int32), zeros, zeros, zeros)
 
-    def _adapt(self, params, accept_prob, adapt):
-        _, da_update = dual_averaging()
+    def _adapt(self, params, accept_prob, z, mask, adapt):
+        """Dual averaging of the step size; a diagonal mass from the variance of each active
+        coordinate over windows of 25, 50, 100, … calls (Stan's doubling windows), the step
+        size restarting after each."""
+        da_init, da_update = dual_averaging()
         da = da_update(self.target_accept - jnp.where(jnp.isnan(accept_prob), 0.0, accept_prob), params.da)
-        return _select(adapt, params._replace(log_step=da[0], da=da), params)
+        new = params._replace(log_step=da[0], da=da, calls=params.calls + 1)
+        if self.adapt_mass:
+            m = mask.astype(z.dtype)
+            count = params.count + m
+            delta = z - params.mean
+            mean = params.mean + m * delta / jnp.maximum(count, 1.0)
+            m2 = params.m2 + m * delta * (z - mean)
+            q, r = jnp.divmod(new.calls, self.first_window)
+            end = (r == 0) & (q >= 1) & ((q & (q - 1)) == 0)  # calls = 25·2^j
+            var = m2 / jnp.maximum(count - 1.0, 1.0)
+            reg = (count / (count + 5.0)) * var + 1e-3 * (5.0 / (count + 5.0))
+            inv_mass = jnp.where(end & (count >= 5), reg, params.inv_mass)
+            restart = da_init(jnp.log(10.0) + da[0])
+            new = new._replace(inv_mass=inv_mass,
+                               da=_select(end, restart, da),
+                               count=jnp.where(end, 0.0, count), mean=jnp.where(end, 0.0, mean),
+                               m2=jnp.where(end, 0.0, m2))
+        return _select(adapt, new, params)
 
     def finish_warmup(self, params):
         return params._replace(log_step=params.da[1])
@@ -153,7 +182,7 @@ class HMCMove(_Hamiltonian):
         lp_new = self.model.log_density(new_state, data)
         ok = ok & jnp.isfinite(lp_new)
         return (_select(ok, new_state, state), jnp.where(ok, lp_new, lp), ok,
-                self._adapt(params, accept_prob, adapt), trouble)
+                self._adapt(params, accept_prob, jnp.where(ok, s1.z, z0), mask, adapt), trouble)
 
 
 @dataclass(frozen=True)
@@ -181,7 +210,7 @@ class NUTSMove(_Hamiltonian):
         moved = jnp.any(tree.z_proposal != z0) & jnp.isfinite(lp_new)
         trouble = jnp.isnan(tree.z_proposal_pe)
         return (_select(moved, new_state, state), jnp.where(moved, lp_new, lp), moved,
-                self._adapt(params, accept_prob, adapt), trouble)
+                self._adapt(params, accept_prob, jnp.where(moved, tree.z_proposal, z0), mask, adapt), trouble)
 
 
 class _RWParams(NamedTuple):

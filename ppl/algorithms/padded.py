@@ -279,8 +279,12 @@ def to_nan(model: PaddedModel, sizes: Dict[str, np.ndarray], arrays: Dict[str, n
     return out
 
 
-def _safe(x, mask, value):
-    return jnp.where(mask, x, jnp.asarray(value, x.dtype))
+def _cumsum(x):
+    """Cumulative sum along axis 0 as one small matrix product (XLA's CPU cumsum, a
+    reduce-window, costs several times more at these sizes). x must be finite: 0·inf would
+    leak into earlier entries."""
+    n = x.shape[0]
+    return jnp.tril(jnp.ones((n, n), x.dtype)) @ x
 
 
 def iid_log_prob(dist, x, n, safe_value=None):
@@ -368,8 +372,8 @@ def constrain(kind, z, n):
         x, lj = _bound_map(kind.lo, kind.hi, z)
     elif isinstance(kind, Ordered):
         idx = jnp.arange(cap)
-        steps = jnp.where(idx == 0, z, jnp.exp(jnp.where(m & (idx > 0), z, 0.0)))
-        u = jnp.cumsum(jnp.where(m, steps, 0.0))
+        steps = jnp.where(idx == 0, z, jnp.exp(jnp.minimum(jnp.where(m & (idx > 0), z, 0.0), 700.0)))
+        u = _cumsum(jnp.where(m, steps, 0.0))
         x, lj_b = _bound_map(kind.lo, kind.hi, u)
         lj = lj_b + jnp.where(idx > 0, z, 0.0)
     elif isinstance(kind, Simplex):
@@ -377,8 +381,8 @@ def constrain(kind, z, n):
         free = idx < n - 1
         zt = z - jnp.log(jnp.where(free, n - 1 - idx, 1).astype(z.dtype))
         lv, l1v = jax.nn.log_sigmoid(zt), jax.nn.log_sigmoid(-zt)
-        l1v = jnp.where(free, l1v, 0.0)
-        log_rem = jnp.cumsum(l1v) - l1v  # exclusive: Σ_{j<i} log(1 − v_j)
+        l1v = jnp.where(free, jnp.maximum(l1v, -1e300), 0.0)
+        log_rem = _cumsum(l1v) - l1v  # exclusive: Σ_{j<i} log(1 − v_j)
         x = jnp.where(free, jnp.exp(lv + log_rem), jnp.where(idx == n - 1, jnp.exp(log_rem), 0.0))
         lj = jnp.where(free, lv + l1v + log_rem, 0.0)
         return jnp.where(m, x, kind.filler), jnp.sum(lj)
@@ -407,7 +411,7 @@ def unconstrain(kind, x, n):
         idx = jnp.arange(cap)
         free = idx < n - 1
         xs = jnp.where(m, x, 0.0)
-        rem = 1.0 - (jnp.cumsum(xs) - xs)
+        rem = 1.0 - (_cumsum(xs) - xs)
         v = jnp.where(free, xs / jnp.where(free, rem, 1.0), 0.5)
         z = jnp.log(v) - jnp.log1p(-v) + jnp.log(jnp.where(free, n - 1 - idx, 1).astype(x.dtype))
         return jnp.where(free, z, 0.0)
