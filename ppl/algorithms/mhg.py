@@ -19,7 +19,7 @@ The sampler mixes moves by weights; each move is a pure `init`/`step` pair over 
   conditional by enumerating its (static) range.
 
 `MHG(model, moves)` runs chains `vmap`ped and iterations in `lax.scan`, one compiled program for
-every size. Each iteration picks one move by weight; the pick is shared by the chains (so the
+every size (and for warm-up and sampling alike). Each iteration picks one move by weight; the pick is shared by the chains (so the
 switch runs one branch, not all of them under `vmap`), each chain accepts or rejects on its
 own. `default_moves(model)` = NUTS (or HMC) + birth/death for every size + Gibbs for discrete
 latents. `validate(model, moves, data, key)` runs the cheap checks (involution round trip,
@@ -28,7 +28,8 @@ change the density).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import jax
@@ -323,6 +324,7 @@ class MHGResult:
     warmup_accepts: np.ndarray = None
     warmup_attempts: np.ndarray = None
     final_params: Any = None
+    seconds: Dict[str, float] = None  # wall time of "warmup" and "sampling" (compilation included)
 
     def acceptance(self) -> Dict[str, float]:
         a = self.attempts.sum(0)
@@ -421,58 +423,64 @@ class MHG:
         zeros = jnp.zeros_like(counts[0])
         return states, lps, params, (zeros, zeros, zeros)
 
-    def compile(self, chains: int, chunk: int, thin: int = 1):
-        """The jitted init and chunk functions (cached per chains, chunk, thin)."""
-        sig = (chains, chunk, thin)
+    def _chunk(self, chains: int, length: int, thin: int, phase: int):
+        """Jitted: `length` draws (every `thin` iterations) from a carry; the key of chunk i of
+        a phase is derived inside (no eager random ops on the host)."""
+        sig = ("chunk", chains, length, thin)
         if sig not in self._compiled:
-            init = jax.jit(lambda k, d, s=None: self._init(k, d, chains, s))
-            adv = jax.jit(lambda k, c, d, a: self._advance(k, c, d, a, chunk, thin))
-            self._compiled[sig] = (init, adv, jax.jit(self._finish_warmup))
+            self._compiled[sig] = jax.jit(lambda key, ph, i, c, d, adapt: self._advance(
+                jax.random.fold_in(jax.random.fold_in(key, ph), i), c, d, adapt, length, thin))
+        f = self._compiled[sig]
+        return lambda key, i, c, d, adapt: f(key, phase, i, c, d, adapt)
+
+    def _init_fn(self, chains: int):
+        sig = ("init", chains)
+        if sig not in self._compiled:
+            self._compiled[sig] = (
+                jax.jit(lambda key, d, s: self._init(jax.random.fold_in(key, 0), d, chains, s)),
+                jax.jit(self._finish_warmup))
         return self._compiled[sig]
 
     def run(self, key, data, chains: int = 4, draws: int = 1000, warmup: int = 1000,
             thin: int = 1, init_states=None, chunk: Optional[int] = None, progress=None) -> MHGResult:
-        """Warm-up (adaptation on; `warmup` iterations), then `draws` draws every `thin`
-        iterations. Both run in chunks of one compiled scan (`chunk` draws; by default the
-        largest common divisor of the two lengths, so one compilation serves both)."""
+        """Warm-up (`warmup` iterations, adaptation on), then `draws` draws every `thin`
+        iterations, in chunks of one compiled scan of `chunk` draws (by default the largest
+        common divisor of the two lengths, so one compilation serves both phases; adaptation
+        is a traced switch). `progress(done, total)` is called between chunks."""
         if chunk is None:
-            chunk = int(np.gcd(draws, warmup // thin)) if warmup and warmup % thin == 0 else draws
+            chunk = int(np.gcd(draws, warmup)) if warmup else draws
             if chunk < min(draws, 100):
                 chunk = draws
-        init, adv, finish = self.compile(chains, chunk, thin)
-        k_init, k_warm, k_samp = jax.random.split(key, 3)
-        carry = init(k_init, data, init_states)
-        wacc = watt = None
+        init, finish = self._init_fn(chains)
+        t0 = time.perf_counter()
+        carry = init(key, data, init_states)
         done, total = 0, warmup + draws * thin
-        if warmup:
-            n_full, rest = divmod(warmup, chunk * thin)
-            for i in range(n_full):
-                carry, _ = adv(jax.random.fold_in(k_warm, i), carry, data, True)
-                done += chunk * thin
+
+        def advance(carry, n_iter, every, phase, adapt, record):
+            nonlocal done
+            out = []
+            full, rest = divmod(n_iter, chunk)
+            for i in range(full + (1 if rest else 0)):
+                length = chunk if i < full else rest
+                f = self._chunk(chains, length, every, phase)
+                carry, (tr, lp) = f(key, i, carry, data, adapt)
+                if record:
+                    out.append((jax.device_get(tr), np.asarray(lp)))
+                done += length * every
                 if progress:
                     progress(done, total)
-            if rest:
-                carry, _ = jax.jit(lambda k, c, d: self._advance(k, c, d, True, rest, 1))(
-                    jax.random.fold_in(k_warm, n_full), carry, data)
-            watt, wacc = np.asarray(carry[3][0]), np.asarray(carry[3][1])
-            carry = finish(carry)
-        else:
-            carry = finish(carry)
-        traces, lps = [], []
-        n_chunks, rest = divmod(draws, chunk)
-        for i in range(n_chunks + (1 if rest else 0)):
-            if i < n_chunks:
-                carry, (tr, lp) = adv(jax.random.fold_in(k_samp, i), carry, data, False)
-            else:
-                carry, (tr, lp) = jax.jit(lambda k, c, d: self._advance(k, c, d, False, rest, thin))(
-                    jax.random.fold_in(k_samp, i), carry, data)
-            traces.append(jax.device_get(tr))
-            lps.append(np.asarray(lp))
-            done += lp.shape[0] * thin
-            if progress:
-                progress(done, total)
-        trace = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *traces)
-        return self._result(carry, trace, np.concatenate(lps, axis=0), watt, wacc)
+            return carry, out
+
+        carry, _ = advance(carry, warmup, 1, 1, True, False)
+        watt, wacc = (np.asarray(carry[3][0]), np.asarray(carry[3][1])) if warmup else (None, None)
+        carry = finish(carry)
+        jax.block_until_ready(carry)
+        t1 = time.perf_counter()
+        carry, out = advance(carry, draws, thin, 2, False, True)
+        trace = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *[t for t, _ in out])
+        res = self._result(carry, trace, np.concatenate([lp for _, lp in out], axis=0), watt, wacc)
+        res.seconds = {"warmup": t1 - t0, "sampling": time.perf_counter() - t1}
+        return res
 
     def _result(self, carry, trace, lp, watt, wacc):
         model = self.model

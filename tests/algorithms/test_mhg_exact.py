@@ -13,6 +13,7 @@ import ppl  # noqa: F401  (float64)
 import jax
 
 from ppl.algorithms import mhg
+from ppl.lower.random import rng_key
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mhg_models  # noqa: E402
@@ -26,7 +27,7 @@ COAL_MEAN_K = 3.3161
 
 def run(model, data, seed, draws, warmup, **kw):
     sampler = mhg.MHG(model, mhg.default_moves(model, **kw))
-    return sampler.run(jax.random.key(seed), data, chains=4, draws=draws, warmup=warmup)
+    return sampler.run(rng_key(seed), data, chains=4, draws=draws, warmup=warmup)
 
 
 def test_polynomial_degree_posterior_is_exact(shared_data):
