@@ -239,7 +239,7 @@ class RandomWalkMove:
         eps = jax.random.normal(k_e, z0.shape, dtype=z0.dtype)
         z1 = z0 + jnp.where(mask, jnp.exp(params.log_scale) * eps, 0.0)
         x1, lj1 = layout.constrain(z1, state)
-        _, lj0 = layout.constrain(z0, state)
+        lj0 = layout.log_jacobian(state)
         lp1 = self.model.log_density(x1, data)
         log_r = lp1 + lj1 - lp - lj0
         ok, trouble = _accept(k_acc, log_r)
@@ -370,11 +370,13 @@ class MHG:
         self._compiled = {}
 
     # one iteration for all chains
-    def _iteration(self, key, carry, data, adapt):
+    def _iteration(self, key, carry, data, adapt, device=None):
         states, lps, params, counts = carry
         k_sel, k_chain = jax.random.split(key)
-        m = jax.random.categorical(k_sel, jnp.asarray(self.log_weights))
+        m = jax.random.categorical(k_sel, jnp.asarray(self.log_weights))  # shared by all chains
         chains = lps.shape[0]
+        if device is not None:  # chains split over devices: each its own chain keys
+            k_chain = jax.random.fold_in(k_chain, device)
         keys = jax.random.split(k_chain, chains)
 
         def branch(i):
@@ -406,14 +408,15 @@ class MHG:
         zeros = jnp.zeros((chains, len(self.moves)), jnp.int32)
         return states, lps, params, (zeros, zeros, zeros)
 
-    def _advance(self, key, carry, data, adapt, length, thin):
+    def _advance(self, key, carry, data, adapt, length, thin, device=None):
         """`length` draws, `thin` iterations each; `adapt` (traced) switches warm-up adaptation
         on, so warm-up and sampling share one compiled program."""
         def body(c, k):
             if thin == 1:
-                c = self._iteration(k, c, data, adapt)
+                c = self._iteration(k, c, data, adapt, device)
             else:
-                c = lax.fori_loop(0, thin, lambda i, cc: self._iteration(jax.random.fold_in(k, i), cc, data, adapt), c)
+                c = lax.fori_loop(0, thin, lambda i, cc: self._iteration(
+                    jax.random.fold_in(k, i), cc, data, adapt, device), c)
             return c, (c[0], c[1])
         return lax.scan(body, carry, jax.random.split(key, length))
 
@@ -423,15 +426,24 @@ class MHG:
         zeros = jnp.zeros_like(counts[0])
         return states, lps, params, (zeros, zeros, zeros)
 
-    def _chunk(self, chains: int, length: int, thin: int, phase: int):
-        """Jitted: `length` draws (every `thin` iterations) from a carry; the key of chunk i of
-        a phase is derived inside (no eager random ops on the host)."""
-        sig = ("chunk", chains, length, thin)
+    def _chunk(self, chains: int, length: int, thin: int, phase: int, devices: int):
+        """Compiled: `length` draws (every `thin` iterations) from a carry; the key of chunk i
+        of a phase is derived inside (no eager random ops on the host). With devices > 1 the
+        chains are split over host devices (one per core), each running its own program."""
+        sig = ("chunk", chains, length, thin, devices)
         if sig not in self._compiled:
-            self._compiled[sig] = jax.jit(lambda key, ph, i, c, d, adapt: self._advance(
-                jax.random.fold_in(jax.random.fold_in(key, ph), i), c, d, adapt, length, thin))
-        f = self._compiled[sig]
-        return lambda key, i, c, d, adapt: f(key, phase, i, c, d, adapt)
+            def f(key, ph, i, c, d, adapt, device=None):
+                k = jax.random.fold_in(jax.random.fold_in(key, ph), i)
+                return self._advance(k, c, d, adapt, length, thin, device)
+            if devices == 1:
+                self._compiled[sig] = jax.jit(f)
+            else:
+                self._compiled[sig] = jax.pmap(
+                    lambda key, ph, i, c, d, adapt: f(key, ph, i, c, d, adapt, lax.axis_index("chains")),
+                    axis_name="chains", in_axes=(None, None, None, 0, None, None),
+                    devices=jax.local_devices()[:devices])
+        g = self._compiled[sig]
+        return lambda key, i, c, d, adapt: g(key, phase, i, c, d, adapt)
 
     def _init_fn(self, chains: int):
         sig = ("init", chains)
@@ -442,18 +454,24 @@ class MHG:
         return self._compiled[sig]
 
     def run(self, key, data, chains: int = 4, draws: int = 1000, warmup: int = 1000,
-            thin: int = 1, init_states=None, chunk: Optional[int] = None, progress=None) -> MHGResult:
+            thin: int = 1, init_states=None, chunk: Optional[int] = None, progress=None,
+            devices: Optional[int] = None) -> MHGResult:
         """Warm-up (`warmup` iterations, adaptation on), then `draws` draws every `thin`
         iterations, in chunks of one compiled scan of `chunk` draws (by default the largest
         common divisor of the two lengths, so one compilation serves both phases; adaptation
-        is a traced switch). `progress(done, total)` is called between chunks."""
+        is a traced switch). `progress(done, total)` is called between chunks. `devices`: how
+        many host devices to split the chains over (default: as many as divide the chains)."""
         if chunk is None:
             chunk = int(np.gcd(draws, warmup)) if warmup else draws
             if chunk < min(draws, 100):
                 chunk = draws
+        if devices is None:
+            devices = _devices_for(chains)
         init, finish = self._init_fn(chains)
         t0 = time.perf_counter()
         carry = init(key, data, init_states)
+        if devices > 1:  # host round trip: pmap takes uncommitted inputs
+            carry = jax.tree.map(lambda x: np.asarray(x).reshape((devices, x.shape[0] // devices) + x.shape[1:]), carry)
         done, total = 0, warmup + draws * thin
 
         def advance(carry, n_iter, every, phase, adapt, record):
@@ -462,21 +480,30 @@ class MHG:
             full, rest = divmod(n_iter, chunk)
             for i in range(full + (1 if rest else 0)):
                 length = chunk if i < full else rest
-                f = self._chunk(chains, length, every, phase)
+                f = self._chunk(chains, length, every, phase, devices)
                 carry, (tr, lp) = f(key, i, carry, data, adapt)
                 if record:
-                    out.append((jax.device_get(tr), np.asarray(lp)))
+                    tr, lp = jax.device_get((tr, lp))
+                    if devices > 1:  # (devices, draws, chains/devices, ...) -> (draws, chains, ...)
+                        tr, lp = jax.tree.map(lambda x: np.concatenate(list(x), axis=1), (tr, lp))
+                    out.append((tr, np.asarray(lp)))
                 done += length * every
                 if progress:
                     progress(done, total)
             return carry, out
 
+        def merged(c):
+            return c if devices == 1 else jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), c)
+
         carry, _ = advance(carry, warmup, 1, 1, True, False)
-        watt, wacc = (np.asarray(carry[3][0]), np.asarray(carry[3][1])) if warmup else (None, None)
-        carry = finish(carry)
+        watt, wacc = (np.asarray(merged(carry)[3][0]), np.asarray(merged(carry)[3][1])) if warmup else (None, None)
+        carry = finish(carry)  # elementwise: works on the split carry too
+        if devices > 1:
+            carry = jax.device_get(carry)
         jax.block_until_ready(carry)
         t1 = time.perf_counter()
         carry, out = advance(carry, draws, thin, 2, False, True)
+        carry = merged(carry)
         trace = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *[t for t, _ in out])
         res = self._result(carry, trace, np.concatenate([lp for _, lp in out], axis=0), watt, wacc)
         res.seconds = {"warmup": t1 - t0, "sampling": time.perf_counter() - t1}
@@ -492,6 +519,14 @@ class MHG:
                          {d.name: trace[d.name] for d in model.discrete},
                          np.swapaxes(np.asarray(lp), 0, 1), self.move_names, attempts, accepts,
                          trouble, wacc, watt, carry[2])
+
+
+def _devices_for(chains: int) -> int:
+    """How many host devices to spread the chains over (a divisor of the number of chains)."""
+    n = min(jax.local_device_count(), chains)
+    while n > 1 and chains % n:
+        n -= 1
+    return max(n, 1)
 
 
 # ------------------------------------------------------------------------------- validation

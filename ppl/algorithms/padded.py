@@ -420,6 +420,47 @@ def unconstrain(kind, x, n):
     return jnp.where(m, z, 0.0)
 
 
+def log_jacobian_at(kind, x, n):
+    """log|det ∂constrain/∂z| at the constrained value x (n active), without building z."""
+    cap = x.shape[0]
+    m = active(n, cap, x.shape[1:])
+
+    def total(v):
+        return jnp.sum(jnp.where(m, v, 0.0))
+
+    def log_dbound(lo, hi, xs):  # log of the bound map's derivative, at its output xs
+        if math.isfinite(lo) and math.isfinite(hi):
+            t = (xs - lo) / (hi - lo)
+            return math.log(hi - lo) + jnp.log(t) + jnp.log1p(-t)
+        if math.isfinite(lo):
+            return jnp.log(xs - lo)
+        if math.isfinite(hi):
+            return jnp.log(hi - xs)
+        return jnp.zeros_like(xs)
+
+    if isinstance(kind, Real):
+        return jnp.zeros((), x.dtype)
+    if isinstance(kind, Positive):
+        return total(jnp.log(jnp.where(m, x, 1.0)))
+    if isinstance(kind, Interval):
+        return total(log_dbound(kind.lo, kind.hi, jnp.where(m, x, kind.filler)))
+    if isinstance(kind, Ordered):
+        idx = jnp.arange(cap)
+        xs = jnp.where(m, x, kind.filler)
+        u = _bound_inverse(kind.lo, kind.hi, xs)
+        prev = jnp.concatenate([u[:1], u[:-1]])
+        steps = jnp.log(jnp.where(m & (idx > 0), u - prev, 1.0))
+        return total(log_dbound(kind.lo, kind.hi, xs) + steps)
+    if isinstance(kind, Simplex):
+        idx = jnp.arange(cap)
+        free = idx < n - 1
+        xs = jnp.where(m, x, 0.0)
+        rem = jnp.where(free, 1.0 - (_cumsum(xs) - xs), 1.0)
+        v = jnp.where(free, xs / rem, 0.5)
+        return jnp.sum(jnp.where(free, jnp.log(v) + jnp.log1p(-v) + jnp.log(rem), 0.0))
+    raise TypeError(f"unknown kind {kind!r}")
+
+
 def coordinate_mask(kind, n, cap, event_shape=()):
     """Which unconstrained coordinates are free: simplex has n − 1, the others n."""
     if isinstance(kind, Simplex):
@@ -477,6 +518,13 @@ class Layout:
             x = self._as_array(b, state[b.name])
             parts.append(unconstrain(b.kind, x, self._n(b, state)).reshape(-1))
         return jnp.concatenate(parts)
+
+    def log_jacobian(self, state):
+        """log|det ∂T/∂z| at the state's continuous values."""
+        lj = 0.0
+        for b in self.blocks:
+            lj = lj + log_jacobian_at(b.kind, self._as_array(b, state[b.name]), self._n(b, state))
+        return lj
 
     def constrain(self, z, state):
         """New state with the continuous variables from z, and the log-Jacobian."""

@@ -17,7 +17,7 @@ from ppl.algorithms import mhg
 from ppl.algorithms.padded import (Interval, Layout, Ordered, PaddedModel, Positive, Real, Simplex,
                                    SizedArray, SizeVar, ElementProposal, Continuous, active, constrain,
                                    dirichlet_log_prob, insert_at, iid_log_prob, ordered_iid_log_prob,
-                                   remove_at, to_nan, truncated_log_pmf, unconstrain)
+                                   log_jacobian_at, remove_at, to_nan, truncated_log_pmf, unconstrain)
 
 CAP = 7
 
@@ -50,16 +50,17 @@ def test_masked_transform_matches_numpyro_on_the_active_slice(kind):
     def f(z, n):  # n traced: one compilation serves every size
         x, log_j = constrain(kind, z, n)
         g = jax.grad(lambda zz: constrain(kind, zz, n)[1] + jnp.sum(jnp.where(active(n, CAP), constrain(kind, zz, n)[0], 0.0)))(z)
-        return x, log_j, unconstrain(kind, x, n), g
+        return x, log_j, unconstrain(kind, x, n), g, log_jacobian_at(kind, x, n)
 
     t = reference_bijector(kind)
     for n in (1, 2, 5, CAP):
         z = jnp.asarray(np.random.default_rng(n).normal(size=CAP))
-        x, log_j, z_back, g = f(z, n)
+        x, log_j, z_back, g, log_j_at = f(z, n)
         free = n - 1 if isinstance(kind, Simplex) else n
         x_ref = t(z[:free])
         np.testing.assert_allclose(x[:n], x_ref, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(log_j, jnp.sum(t.log_abs_det_jacobian(z[:free], x_ref)), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(log_j_at, log_j, rtol=1e-9, atol=1e-9)  # from x alone
         assert np.all(np.asarray(x[n:]) == kind.filler)
         # inverse on the active entries, zeros elsewhere
         np.testing.assert_allclose(z_back[:free], z[:free], rtol=1e-8, atol=1e-8)
