@@ -4,29 +4,33 @@
     model = ppl.load("examples/eight_schools.ppl")
     idata = model.sample("examples/eight_schools.json")
 """
-import os
+# Process-wide JAX settings (float64; XLA flags for parallel chains and faster compiles):
+# documented, and optional through PPL_X64=0 / PPL_XLA_FLAGS=0, in ppl/config.py. They are made
+# without importing JAX, which is imported on first use of ppl.Model, ppl.compile or ppl.load:
+# `import ppl` stays light, so the `ppl` command installs its signal handlers and checks its
+# arguments before the second or so that importing JAX takes.
+from .config import configure_jax
 
-# XLA's most expensive LLVM passes buy nothing measurable for sampler kernels but cost about a
-# third of their compile time, which dominates a cold run. Must be set before JAX starts its
-# backend; PPL_FAST_COMPILE=0 leaves XLA_FLAGS alone.
-if os.environ.get("PPL_FAST_COMPILE", "1") != "0" and \
-        "xla_llvm_disable_expensive_passes" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_llvm_disable_expensive_passes=true").strip()
-
-# One host device per core (up to 8): NUTS chains are split across them and run in parallel.
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={min(os.cpu_count() or 1, 8)}").strip()
-
-import jax  # noqa: E402
-
-# Stan users expect double precision; exact evidence checks need it too.
-jax.config.update("jax_enable_x64", True)
+configure_jax()
 
 __version__ = "0.1.0"
 
-from .api import Model, compile, load  # noqa: E402
-from .syntax.errors import PPLError  # noqa: E402
-
 __all__ = ["Model", "compile", "load", "PPLError", "__version__"]
+
+
+def __getattr__(name):
+    # loaded on first use: the API imports JAX, and even the error classes cost a tenth of a
+    # second that the `ppl` command spends before its signal handlers are in place
+    if name in ("Model", "compile", "load"):
+        from . import api
+        return getattr(api, name)
+    if name == "PPLError":
+        from .syntax.errors import PPLError
+        return PPLError
+    raise AttributeError(f"module 'ppl' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext ppl` in IPython/Jupyter: the `%%ppl NAME` cell magic (ppl/jupyter.py)."""
+    from .jupyter import load_ipython_extension as load
+    load(ipython)

@@ -3,44 +3,54 @@
     import ppl
     model = ppl.load("examples/eight_schools.ppl")
     idata = model.sample({"J": 8, "y": [...], "sigma": [...]}, chains=4, draws=1000)
+
+The pipeline, one direction: source → parse → check → IR (built once) → the chosen pass
+rewrites the IR and lowers it with the data → the pass builds its program → validation →
+`program.run(data, seed)` → InferenceData.
 """
 from __future__ import annotations
 
-import hashlib
+import sys
+import threading
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import jax
 import numpy as np
 
 from .check.checker import check
 from .check.data import BoundData, bind_data, load_json
-from .ir.graph import ModelGraph, build_graph
-from .lower.model import LoweredModel
+from .ir.build import build
+from .ir.graph import ModelGraph
+from .lower.model import LoweredModel, data_signature
 from .lower.random import rng_key
-from .passes.base import Plan, choose, passes
+from .ir.rewrites import marginalize
+from .passes import PASSES, choose
+from .passes.base import Plan
 from .runtime.cache import enable_compilation_cache
 from .runtime.progress import Progress
-from .runtime.results import to_inference_data
+from .runtime.results import _arviz, to_inference_data
 from .syntax.parser import parse
 
 DataLike = Union[str, Path, Dict[str, Any], None]
 
 
 class Model:
-    """A compiled model: parsed, checked and turned into a graph; lowered per data shapes."""
+    """A compiled model: parsed, checked and turned into its IR; lowered per data shapes."""
 
     def __init__(self, source: str, filename: str = "<model>"):
         self.source = source
         self.filename = filename
-        self.program = parse(source, filename)
-        self.checked = check(self.program)
-        self.graph: ModelGraph = build_graph(self.checked)
+        self.checked = check(parse(source, filename))
+        self.ir = build(self.checked)
+        self.graph = ModelGraph(self.ir)
         self.warnings = list(self.checked.warnings)
-        self._lowered: Dict[str, LoweredModel] = {}
+        self._lowered: Dict[tuple, LoweredModel] = {}
         self._programs: Dict[tuple, Any] = {}
         self._validated: Dict[tuple, Dict[str, Any]] = {}
         self._plans: Dict[str, Plan] = {}
+        self.last_warnings: list = []
+        self.last_plan: Optional[Plan] = None
 
     def __repr__(self):
         return f"<ppl.Model {self.filename}: {len(self.graph.latents())} latent(s)>"
@@ -53,20 +63,26 @@ class Model:
             data = load_json(str(data))
         return bind_data(self.checked, dict(data or {}), name)
 
-    def lower(self, data: DataLike, defer_checks: bool = False) -> LoweredModel:
-        bound = self.bind(data)
-        sig = _signature(bound)
-        lowered = self._lowered.get(sig)
+    def lower(self, data: DataLike, method: Optional[str] = None, defer_checks: bool = False,
+              options: Optional[dict] = None) -> LoweredModel:
+        """The model lowered with `data`: its IR as the pass `method` rewrites it (by default
+        with the discrete latents summed out where they can be), cached per data shapes."""
+        bound = data if isinstance(data, BoundData) else self.bind(data)
+        sig = data_signature(bound)
+        key = (sig, method)
+        lowered = self._lowered.get(key)
         if lowered is None:
-            lowered = LoweredModel(self.graph, bound, defer_checks=defer_checks)
-            self._lowered[sig] = lowered
+            ir = PASSES[method].rewrite(self.ir, dict(options or {})) if method else \
+                marginalize(self.ir)
+            lowered = LoweredModel(ir, bound, defer_checks=defer_checks, source_ir=self.ir)
+            self._lowered[key] = lowered
         else:
-            lowered = lowered.with_data(bound)
+            lowered = lowered.with_data(bound, check=not defer_checks)
         lowered.signature = sig
         return lowered
 
     def plan(self, method: str = "auto") -> Plan:
-        # the choice depends on the graph alone, and diagnosing every pass costs ~1 ms a call
+        # the choice depends on the IR alone, and diagnosing every pass costs ~1 ms a call
         plan = self._plans.get(method)
         if plan is None:
             plan = self._plans[method] = choose(self.graph, method)
@@ -84,50 +100,29 @@ class Model:
                **options):
         """Run inference; returns arviz.InferenceData."""
         enable_compilation_cache()
-        _import_arviz_in_background()
-        lowered = self.lower(data, defer_checks=True)
+        if "arviz" not in sys.modules:  # a second or two to import: overlap it with compiling
+            threading.Thread(target=_arviz, daemon=True).start()
         plan = self.plan(method)
-        p = passes()[plan.method]
+        p = PASSES[plan.method]
         opts = dict(options, chains=chains, draws=draws, warmup=warmup)
+        lowered = self.lower(data, plan.method, defer_checks=True, options=opts)
         key = (lowered.signature, plan.method, tuple(sorted((k, repr(v)) for k, v in opts.items())))
         program = self._programs.get(key)
         if program is None:
-            program = p.transform(lowered, opts)
-            self._programs[key] = program
-        program.lowered.data_arrays = lowered.data_arrays
+            program = self._programs[key] = p.build(lowered, opts)
         lowered.check_data()  # compiles while the program's own compilation runs in background
         if validate and (lowered.signature, plan.method) not in self._validated:
             self._validated[(lowered.signature, plan.method)] = p.validate(program, rng_key(seed))
         bar = Progress(f"{plan.method}", min_seconds=1.0) if progress else None
-        draws_out = program.run(seed=seed, progress=bar)
-        draws_out.attrs.setdefault("inference_method", plan.method)
-        observed = {n: lowered.data.arrays.get(n, lowered.data.static.get(n))
+        out = program.run(lowered.data_arrays, seed=seed, progress=bar)
+        out.attrs.setdefault("inference_method", plan.method)
+        observed = {n: np.asarray(lowered.data.arrays.get(n, lowered.data.static.get(n)))
                     for n in lowered.observed_names}
         constant = {n: v for n, v in lowered.data.arrays.items() if n not in observed}
-        idata = to_inference_data(draws_out, {k: np.asarray(v) for k, v in observed.items()}, constant)
-        idata.attrs = getattr(idata, "attrs", {})
-        self.last_warnings = list(draws_out.warnings)
+        idata = to_inference_data(out, observed, constant)
+        self.last_warnings = list(out.warnings)
         self.last_plan = plan
         return idata
-
-
-def _import_arviz_in_background():
-    """arviz takes a second or two to import; overlap it with compilation."""
-    import sys
-    import threading
-    if "arviz" not in sys.modules:
-        from .runtime.results import _arviz
-        threading.Thread(target=_arviz, daemon=True).start()
-
-
-def _signature(b: BoundData) -> str:
-    h = hashlib.sha1()
-    h.update(repr(sorted(b.static.items())).encode())
-    for k in sorted(b.arrays):
-        h.update(f"{k}:{b.arrays[k].shape}:{b.arrays[k].dtype}".encode())
-    for k in sorted(b.fixed):
-        h.update(k.encode() + np.ascontiguousarray(b.fixed[k]).tobytes())
-    return h.hexdigest()
 
 
 def compile(source: str, filename: str = "<model>") -> Model:  # noqa: A001 - the public name

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import mh as _mh
 from . import particle_filter as _pf
 from . import resampling as _resampling
 from .particle_filter import StateSpaceModel
@@ -26,8 +27,10 @@ __all__ = [
     "CSMCResult",
     "csmc",
     "particle_gibbs",
+    "parameter_chain",
     "PMMHResult",
     "pmmh",
+    "pmmh_chain",
     "backward_sample",
 ]
 
@@ -241,31 +244,106 @@ def pmmh(
     """Particle marginal Metropolis–Hastings (Andrieu, Doucet & Holenstein 2010).
 
     `init_params` is a flat vector (d,) passed as `params` to the model's functions;
-    `log_prior(params)` its log prior density (-inf outside the support: the filter is then
-    skipped in effect by rejection). Proposal: params + step_size * N(0, I). The estimated
+    `log_prior(params)` its log prior density (-inf outside the support: the proposal is then
+    rejected). Proposal: params + step_size * N(0, I) (ppl.algorithms.mh). The estimated
     log Ẑ of the current point is kept (not recomputed), which makes the chain exact.
     """
     theta0 = jnp.asarray(init_params)
+    d = theta0.shape[0]
 
     def log_z(k, theta):
         return _pf.run(k, model, theta, num_particles, resampling, ess_threshold).log_evidence
 
+    def target(theta, k):
+        lp = _pf._clean(log_prior(theta))
+        lz = jnp.where(jnp.isfinite(lp), log_z(k, theta), -jnp.inf)
+        return lp + lz, lz
+
     k0, k_iter = jax.random.split(key)
     lz0 = log_z(k0, theta0)
-    lp0 = log_prior(theta0)
+    log_eps = jnp.log(jnp.asarray(step_size, theta0.dtype))
 
     def step(carry, k):
-        theta, lz, lp = carry
-        k_prop, k_pf, k_acc = jax.random.split(k, 3)
-        prop = theta + step_size * jax.random.normal(k_prop, theta.shape, dtype=theta.dtype)
-        lp_prop = _pf._clean(log_prior(prop))
-        lz_prop = jnp.where(jnp.isfinite(lp_prop), log_z(k_pf, prop), -jnp.inf)
-        log_ratio = jnp.nan_to_num(lz_prop + lp_prop - lz - lp, nan=-jnp.inf)
-        accept = jnp.log(jax.random.uniform(k_acc, dtype=theta.dtype)) < log_ratio
-        theta = jnp.where(accept, prop, theta)
-        lz = jnp.where(accept, lz_prop, lz)
-        lp = jnp.where(accept, lp_prop, lp)
-        return (theta, lz, lp), (theta, lz, accept)
+        theta, lp, lz = carry
+        theta, lp, lz, acc = _mh.metropolis(k, theta, lp, lz, target, log_eps, jnp.eye(d), 1)
+        return (theta, lp, lz), (theta, lz, acc)
 
-    _, (thetas, lzs, accs) = lax.scan(step, (theta0, lz0, lp0), jax.random.split(k_iter, num_iterations))
+    init = (theta0, _pf._clean(log_prior(theta0)) + lz0, lz0)
+    _, (thetas, lzs, accs) = lax.scan(step, init, jax.random.split(k_iter, num_iterations))
     return PMMHResult(thetas, lzs, jnp.mean(accs))
+
+
+# --------------------------------------------------------------------------- with parameters
+def parameter_chain(key, u_theta, ref, sweep: Callable, log_joint: Callable, num_warmup: int,
+                    num_draws: int, mh_steps: int, target_accept: float, record: Callable,
+                    noise: Callable = None, from_noise: Callable = None):
+    """Particle Gibbs for a state trajectory and static parameters (unconstrained, flat).
+
+    Per sweep: `sweep(key, u_theta, ref)` draws a new trajectory by conditional SMC; then
+    `mh_steps` random-walk moves on the parameters given the trajectory (centred); with
+    `noise(traj, u_theta)` / `from_noise(eps, u_theta) -> (traj, Σ log scale)` also moves given
+    the standardised noise, the trajectory rebuilt from it (non-centred; target
+    p(θ, x(θ, ε), y) · Π scale_t). Alternating the two is the ancillarity–sufficiency
+    interweaving of Yu & Meng (2011); each move leaves the posterior invariant on its own.
+    During warm-up the step sizes adapt towards `target_accept` and the proposal's shape to the
+    parameters' covariance (over its last three quarters; frozen after). Returns
+    (`record(u_theta, ref)` per draw after warm-up, centred acceptance per draw).
+    """
+    d = u_theta.shape[0]
+    total = num_warmup + num_draws
+    collect_from = num_warmup // 4
+    non_centred = noise is not None
+
+    def step(carry, inp):
+        u_theta, ref, log_eps, stats = carry
+        i, k = inp
+        shape = _mh.shape_of(stats)
+        kc, km, kn = jax.random.split(k, 3)
+        ref = sweep(kc, u_theta, ref)
+        u_theta, _, ref, acc_c = _mh.metropolis(
+            km, u_theta, log_joint(u_theta, ref), ref,
+            lambda ut, _k: (log_joint(ut, ref), ref), log_eps[0], shape, mh_steps)
+        accs = [acc_c]
+        if non_centred:
+            eps = noise(ref, u_theta)
+
+            def nc(ut, _k):
+                traj, log_scale = from_noise(eps, ut)
+                return log_joint(ut, traj) + log_scale, traj
+
+            u_theta, _, ref, acc_n = _mh.metropolis(kn, u_theta, nc(u_theta, kn)[0], ref, nc,
+                                                    log_eps[1], shape, mh_steps)
+            accs.append(acc_n)
+        acc = jnp.stack(accs)
+        log_eps = log_eps.at[:acc.shape[0]].set(
+            _mh.adapt_step_size(log_eps[:acc.shape[0]], acc, i, num_warmup, target_accept))
+        stats = _mh.update_shape(stats, u_theta, (i >= collect_from) & (i < num_warmup))
+        return (u_theta, ref, log_eps, stats), (record(u_theta, ref), acc[0])
+
+    init = (u_theta, ref, jnp.full((2,), jnp.log(0.1 / jnp.sqrt(max(d, 1)))), _mh.shape_stats(d))
+    _, (out, acc) = lax.scan(step, init, (jnp.arange(total), jax.random.split(key, total)))
+    return jax.tree_util.tree_map(lambda a: a[num_warmup:], out), acc[num_warmup:]
+
+
+def pmmh_chain(key, u_theta, estimate: Callable, num_warmup: int, num_draws: int,
+               target_accept: float, record: Callable):
+    """PMMH on flat unconstrained parameters: `estimate(key, u_theta) -> (log p̂(y | θ) + log
+    prior, trajectory)`; one random-walk move per iteration (ppl.algorithms.mh), the step size
+    adapting towards `target_accept` during warm-up. Returns (`record(u_theta, traj)` per draw
+    after warm-up, acceptance probability per draw)."""
+    d = u_theta.shape[0]
+    total = num_warmup + num_draws
+    k0, k1 = jax.random.split(key)
+    lp, traj = estimate(k0, u_theta)
+
+    def step(carry, inp):
+        u_theta, lp, traj, log_eps = carry
+        i, k = inp
+        u_theta, lp, traj, a = _mh.metropolis(k, u_theta, lp, traj, lambda ut, kk: estimate(kk, ut),
+                                              log_eps, jnp.eye(d), 1)
+        log_eps = _mh.adapt_step_size(log_eps, a, i, num_warmup, target_accept)
+        return (u_theta, lp, traj, log_eps), (record(u_theta, traj), a)
+
+    init = (u_theta, lp, traj, jnp.log(0.5 / jnp.sqrt(max(d, 1))))
+    _, (out, acc) = lax.scan(step, init, (jnp.arange(total), jax.random.split(k1, total)))
+    return jax.tree_util.tree_map(lambda a: a[num_warmup:], out), acc[num_warmup:]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple
@@ -291,12 +292,20 @@ def plot_rank_histograms(
     try:
         with os.fdopen(descriptor, "wb") as handle:
             figure.savefig(handle, format="png", dpi=100)
+        # mkstemp makes 0600 files: give the PNG the mode an ordinary write would
+        os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------- driver

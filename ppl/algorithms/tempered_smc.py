@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import mh as _mh
 from . import resampling as _resampling
 
 __all__ = ["TemperedSMCResult", "run", "next_temperature", "rwmh_kernel"]
@@ -71,19 +72,13 @@ def next_temperature(log_lik, beta, target_ess: float, num_iters: int = 50):
 
 
 def rwmh_kernel(log_target: Callable, chol, num_steps: int):
-    """`num_steps` random-walk MH moves x' = x + chol @ ε for one particle; returns (x, lp, acc)."""
+    """`num_steps` random-walk MH moves x' = x + chol @ ε for one particle (ppl.algorithms.mh);
+    returns (x, lp, mean acceptance probability)."""
 
     def kernel(key, x, lp):
-        def step(carry, k):
-            x, lp = carry
-            k_prop, k_acc = jax.random.split(k)
-            prop = x + chol @ jax.random.normal(k_prop, x.shape, dtype=x.dtype)
-            lp_prop = _clean(log_target(prop))
-            accept = jnp.log(jax.random.uniform(k_acc, dtype=x.dtype)) < lp_prop - lp
-            return (jnp.where(accept, prop, x), jnp.where(accept, lp_prop, lp)), accept
-
-        (x, lp), acc = lax.scan(step, (x, lp), jax.random.split(key, num_steps))
-        return x, lp, jnp.mean(acc)
+        x, lp, _, acc = _mh.metropolis(key, x, lp, (), lambda p, _k: (log_target(p), ()),
+                                       jnp.zeros((), x.dtype), chol, num_steps)
+        return x, lp, acc
 
     return kernel
 

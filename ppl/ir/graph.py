@@ -1,359 +1,234 @@
-"""ModelGraph: the model as a networkx DiGraph of array-level variables and statements.
+"""ModelGraph: a `ModelIR` indexed as a networkx DiGraph for the analyses.
 
 Variable nodes are whole arrays (`x`, not `x[3]`), so the graph is as small as the source.
-Statement nodes (`~`, `=`, `target +=`) sit between the variables they read and the variable
-they define; edges carry the index expression and, for reads like `x[t-1]` inside a loop over
-`t` that defines `x[t]`, the lag. Loops are plates; each plate records whether its iterations
-are independent (one vectorised array operation) or a recurrence (a `lax.scan`).
+Statement nodes (`~`, `=`, `target +=`, declarations) sit between the variables they read and
+the variable they define; read edges carry the index expressions and, for reads like `x[t-1]`
+inside a loop over `t`, the lag. Each statement node records its plates (the loops around it,
+innermost last). The program itself is the IR's statement list; the graph answers questions
+about it: parents, children, topological order, Markov blankets, recurrences.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import networkx as nx
 
-from ..builtins.distributions import DISTRIBUTIONS
-from ..check.checker import CheckedProgram, VarInfo
-from ..syntax import ast as A
+from ..syntax.visit import walk
+from . import nodes as N
+from .dot import GraphView, to_dot
 
 
 @dataclass(frozen=True)
 class Plate:
-    """One loop: `for var in lo:hi`."""
+    """One loop around a statement: `for var in lo:hi`."""
     var: str
-    lo: A.Expr
-    hi: A.Expr
-    span: A.Span = field(compare=False)
-
-
-@dataclass(frozen=True)
-class VarNode:
-    name: str
-    kind: str  # data | param | latent | deterministic | generated
-    observed: bool
-    type: Optional[A.TypeExpr]  # declared type (None: inferred from the definition)
-    span: A.Span
-    elementwise: bool  # defined element by element (inside loops)
-    discrete: bool  # drawn from a discrete distribution
-    finite: bool  # … with a finite support (enumerable)
-    dists: Tuple[str, ...]  # distributions used to define it
-    plates: Tuple[Plate, ...]  # the plates of its defining statements (innermost last)
-    stochastic_size: bool = False  # a shape depends on a random variable (trans-dimensional)
+    lo: N.Expr
+    hi: N.Expr
+    sid: int  # the loop statement
 
 
 @dataclass(frozen=True)
 class StmtNode:
-    id: str
-    kind: str  # sample | observe | factor | assign | prior (a `~` on a param)
-    stmt: A.Stmt
+    sid: int
+    kind: str  # sample | observe | prior | assign | factor | declare | marginal
+    stmt: N.Stmt
     target: Optional[str]
     dist: Optional[str]
     plates: Tuple[Plate, ...]
     generated: bool = False
 
 
-@dataclass(frozen=True)
-class LoopPlan:
-    """How lowering runs a loop, per mode ('density' evaluates given values; 'sample' draws)."""
-    density: str  # "vectorize" | "scan"
-    sample: str
-    carried: Tuple[str, ...]  # variables read across iterations (why a scan is needed)
-    lags: Tuple[Tuple[str, int], ...]  # (variable, lag) pairs found
+def stmt_kind(s: N.Stmt) -> str:
+    if isinstance(s, N.Draw):
+        return {"observed": "observe", "prior": "prior"}.get(s.role, "sample")
+    if isinstance(s, N.Let):
+        return "assign"
+    if isinstance(s, N.Factor):
+        return "factor"
+    if isinstance(s, N.Marginal):
+        return "marginal"
+    return "declare"
 
 
 class ModelGraph:
-    def __init__(self, checked: CheckedProgram):
-        self.checked = checked
-        self.program = checked.program
+    def __init__(self, ir: N.ModelIR):
+        self.ir = ir
         self.g = nx.DiGraph()
-        self.loop_plans: Dict[int, LoopPlan] = {}  # keyed by id() of the For statement
-        self._stmt_count = 0
-        self._build()
+        for name, v in ir.variables.items():
+            self.g.add_node(name, type="var", node=v)
+        self._walk(ir.body, (), False)
 
-    # ------------------------------------------------------------ queries
+    # ------------------------------------------------------------ the program
     @property
     def body(self):
-        return self.checked.body
+        return self.ir.body
 
     @property
     def functions(self):
-        return self.checked.functions
+        return self.ir.functions
 
-    def var(self, name: str) -> VarNode:
-        return self.g.nodes[name]["node"]
+    @property
+    def source(self) -> str:
+        return self.ir.source
 
-    def variables(self, *kinds: str) -> List[VarNode]:
-        out = [d["node"] for _, d in self.g.nodes(data=True) if d.get("type") == "var"]
-        return [v for v in out if not kinds or v.kind in kinds]
+    @property
+    def filename(self) -> str:
+        return self.ir.filename
+
+    # ------------------------------------------------------------ queries
+    def var(self, name: str) -> N.Variable:
+        return self.ir.variables[name]
+
+    def variables(self, *kinds: str) -> List[N.Variable]:
+        return [v for v in self.ir.variables.values() if not kinds or v.kind in kinds]
+
+    def latents(self) -> List[N.Variable]:
+        return self.variables("latent")
+
+    def discrete_latents(self) -> List[N.Variable]:
+        return [v for v in self.latents() if v.discrete]
 
     def statements(self) -> List[StmtNode]:
         return [d["node"] for _, d in self.g.nodes(data=True) if d.get("type") == "stmt"]
-
-    def latents(self) -> List[VarNode]:
-        return self.variables("latent")
 
     def parents(self, name: str) -> List[str]:
         """Variables that feed the definition of `name` (through its statements)."""
         out = []
         for s in self.g.predecessors(name):
             for p in self.g.predecessors(s):
-                if p not in out:
+                if p not in out and p != name:
                     out.append(p)
+        return out
+
+    def children(self, name: str) -> List[str]:
+        out = []
+        for s in self.g.successors(name):
+            for c in self.g.successors(s):
+                if c not in out and c != name:
+                    out.append(c)
         return out
 
     def markov_blanket(self, name: str) -> set:
         mb = set(self.parents(name))
-        for s in self.g.successors(name):
-            for child in self.g.successors(s):
-                mb.add(child)
-                mb |= set(self.parents(child))
+        for child in self.children(name):
+            mb.add(child)
+            mb |= set(self.parents(child))
         mb.discard(name)
         return mb
+
+    def plates_of(self, name: str) -> Tuple[Plate, ...]:
+        """The plates of the first statement that defines `name` (() at top level)."""
+        for sid in self.g.predecessors(name):
+            node = self.g.nodes[sid].get("node")
+            if isinstance(node, StmtNode):
+                return node.plates
+        return ()
 
     def lag_edges(self):
         return [(u, v, d) for u, v, d in self.g.edges(data=True) if d.get("lag")]
 
-    def loop_plan(self, stmt: A.For) -> LoopPlan:
-        return self.loop_plans[id(stmt)]
+    def variable_order(self) -> List[str]:
+        """Variables in an order where every variable comes after the ones it depends on
+        (self-loops of recurrences ignored)."""
+        dep = nx.DiGraph()
+        dep.add_nodes_from(self.ir.variables)
+        for name in self.ir.variables:
+            for p in self.parents(name):
+                dep.add_edge(p, name)
+        try:
+            return list(nx.topological_sort(dep))
+        except nx.NetworkXUnfeasible:  # mutual recursion through element writes
+            return list(self.ir.variables)
 
-    def discrete_latents(self) -> List[VarNode]:
-        return [v for v in self.latents() if v.discrete]
+    # ------------------------------------------------------------ display
+    def view(self, name: str = "model") -> GraphView:
+        """The graph in plate notation: SVG in Jupyter when Graphviz is installed, DOT text
+        otherwise."""
+        return GraphView(to_dot(self, name))
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return self.view()._repr_mimebundle_(include, exclude)
 
     # ------------------------------------------------------------ construction
-    def _build(self):
-        ck = self.checked
-        plates_of: Dict[str, Tuple[Plate, ...]] = {}
-        for name, info in ck.variables.items():
-            self.g.add_node(name, type="var", node=None)
-        self._walk(ck.body, (), False, plates_of)
-        for name, info in ck.variables.items():
-            dists = tuple(s.dist.func for s in info.defined_by
-                          if isinstance(s, (A.Sample, A.VarDecl)) and getattr(s, "dist", None) is not None)
-            specs = [DISTRIBUTIONS.get(d) for d in dists]
-            discrete = any(s is not None and s.discrete for s in specs) or (
-                info.type is not None and info.type.base in ("int", "bool") and info.kind == "latent")
-            finite = bool(specs) and all(s is not None and s.finite for s in specs)
-            if info.type is not None and info.type.bound("lower") is not None and \
-                    info.type.bound("upper") is not None and discrete:
-                finite = True
-            self.g.nodes[name]["node"] = VarNode(
-                name, info.kind, info.observed, info.type, info.span, info.elementwise,
-                discrete, finite, dists, plates_of.get(name, ()),
-                stochastic_size=self._size_is_stochastic(info))
-        self._plan_loops(ck.body)
-
-    def _size_is_stochastic(self, info: VarInfo) -> bool:
-        if info.type is None:
-            return False
-        for group in info.type.dims:
-            for d in group:
-                for e in A.walk_expr(d):
-                    if isinstance(e, A.Name) and e.id in self.checked.variables and \
-                            self.checked.variables[e.id].kind == "latent":
-                        return True
-        return False
-
-    def _new_stmt(self, kind, stmt, target, dist, plates, generated):
-        self._stmt_count += 1
-        sid = f"s{self._stmt_count}:{kind}"
-        node = StmtNode(sid, kind, stmt, target, dist, plates, generated)
-        self.g.add_node(sid, type="stmt", node=node)
-        return sid
-
-    def _reads(self, sid, exprs, plates):
+    def _add_stmt(self, s: N.Stmt, plates, generated, target=None):
+        dist = s.dist.name if isinstance(s, N.Draw) else None
+        node = StmtNode(s.sid, stmt_kind(s), s, target, dist, plates, generated)
+        self.g.add_node(s.sid, type="stmt", node=node)
+        if target is not None and target in self.ir.variables:
+            self.g.add_edge(s.sid, target, index=None, lag=0)
         loop_vars = {p.var for p in plates}
-        for e in exprs:
-            for sub in A.walk_expr(e):
-                if isinstance(sub, A.Index) and isinstance(sub.base, A.Name):
-                    self._edge_in(sub.base.id, sid, sub.indices, loop_vars)
-                elif isinstance(sub, A.Name):
-                    if sub.id in self.checked.variables and not self.g.has_edge(sub.id, sid):
-                        self.g.add_edge(sub.id, sid, index=None, lag=0)
+        for e in _read_exprs(s):
+            for x in walk(e, prune=lambda n: isinstance(n, N.Index) and isinstance(n.base, N.Ref)):
+                if isinstance(x, N.Index) and isinstance(x.base, N.Ref):
+                    self._read(x.base.name, s.sid, x.indices, loop_vars)
+                    for i in x.indices:
+                        for y in walk(i):
+                            if isinstance(y, N.Ref):
+                                self._read(y.name, s.sid, None, loop_vars)
+                elif isinstance(x, N.Ref):
+                    self._read(x.name, s.sid, None, loop_vars)
 
-    def _edge_in(self, name, sid, indices, loop_vars):
-        if name not in self.checked.variables:
+    def _read(self, name, sid, indices, loop_vars):
+        if name not in self.ir.variables:
             return
         lag = 0
-        for i in indices:
-            if isinstance(i, A.BinOp) and i.op == "-" and isinstance(i.left, A.Name) and \
-                    i.left.id in loop_vars and isinstance(i.right, A.Num) and i.right.is_int:
-                lag = max(lag, i.right.value)
+        for i in indices or ():
+            if isinstance(i, N.Binary) and i.op == "-" and isinstance(i.left, N.Ref) and \
+                    i.left.name in loop_vars and isinstance(i.right, N.Const):
+                lag = max(lag, int(i.right.value))
         prev = self.g.get_edge_data(name, sid)
         if prev is None or lag > prev.get("lag", 0):
-            self.g.add_edge(name, sid, index=tuple(indices), lag=lag)
+            self.g.add_edge(name, sid, index=None if indices is None else tuple(indices), lag=lag)
 
-    def _walk(self, body, plates, generated, plates_of):
+    def _walk(self, body, plates, generated):
         for s in body:
-            if isinstance(s, (A.Sample, A.VarDecl)) and (not isinstance(s, A.VarDecl) or s.dist is not None):
-                name = s.target.name if isinstance(s, A.Sample) else s.name
-                info = self.checked.variables.get(name)
-                kind = {"data": "observe", "param": "prior"}.get(info.kind if info else "", "sample")
-                sid = self._new_stmt(kind, s, name, s.dist.func, plates, generated)
-                idx = s.target.indices if isinstance(s, A.Sample) else ()
-                self._reads(sid, list(s.dist.args) + list(idx), plates)
-                self.g.add_edge(sid, name, index=tuple(idx), lag=0)
-                plates_of.setdefault(name, plates)
-            elif isinstance(s, (A.Assign, A.VarDecl)):
-                name = s.target.name if isinstance(s, A.Assign) else s.name
-                value = s.value
-                if value is None:
-                    continue
-                sid = self._new_stmt("assign", s, name, None, plates, generated)
-                idx = s.target.indices if isinstance(s, A.Assign) else ()
-                self._reads(sid, [value] + list(idx), plates)
-                if name in self.checked.variables:
-                    self.g.add_edge(sid, name, index=tuple(idx), lag=0)
-                    plates_of.setdefault(name, plates)
-            elif isinstance(s, A.TargetIncrement):
-                sid = self._new_stmt("factor", s, None, None, plates, generated)
-                self._reads(sid, [s.value], plates)
-            elif isinstance(s, A.For):
-                plate = Plate(s.var, s.lo, s.hi, s.span)
-                self._walk(s.body, plates + (plate,), generated, plates_of)
-            elif isinstance(s, A.If):
-                self._walk(s.then, plates, generated, plates_of)
-                self._walk(s.orelse, plates, generated, plates_of)
-            elif isinstance(s, A.Generated):
-                self._walk(s.body, plates, True, plates_of)
-
-    # ------------------------------------------------------------ loop analysis
-    def _plan_loops(self, body):
-        for s in body:
-            if isinstance(s, A.For):
-                self.loop_plans[id(s)] = self._plan(s)
-                self._plan_loops(s.body)
-            elif isinstance(s, A.If):
-                self._plan_loops(s.then)
-                self._plan_loops(s.orelse)
-            elif isinstance(s, A.Generated):
-                self._plan_loops(s.body)
-
-    def _plan(self, loop: A.For) -> LoopPlan:
-        """A loop can be one array operation when no iteration reads what another one wrote."""
-        events: List[Tuple[str, str, tuple, str]] = []  # (op, name, index, mode) in body order
-        _collect_events(loop.body, events, self.checked.variables)
-        carried_density, carried_sample, lags = set(), set(), set()
-        for mode, carried in (("density", carried_density), ("sample", carried_sample)):
-            write_index: Dict[str, tuple] = {}
-            written_before: set = set()
-            for op, name, index, emode in events:
-                if op == "write":
-                    if emode == "sample" and mode == "density":
-                        continue
-                    if name in write_index and write_index[name] != index:
-                        carried.add(name)
-                    write_index[name] = index
-                    written_before.add(name)
-                    if index and not any(_mentions(i, loop.var) for i in index):
-                        carried.add(name)
-            # second pass: every read of a loop-written variable must be the same element,
-            # after it was written in this iteration
-            seen = set()
-            for op, name, index, emode in events:
-                if op == "write":
-                    if not (emode == "sample" and mode == "density"):
-                        seen.add(name)
-                    continue
-                if name not in write_index:
-                    continue
-                if name not in seen or write_index[name] != index:
-                    carried.add(name)
-                    lag = _lag_of(index, write_index[name], loop.var)
-                    if lag:
-                        lags.add((name, lag))
-        return LoopPlan("scan" if carried_density else "vectorize",
-                        "scan" if carried_sample else "vectorize",
-                        tuple(sorted(carried_density | carried_sample)), tuple(sorted(lags)))
+            if isinstance(s, N.Draw):
+                self._add_stmt(s, plates, generated, s.target.name)
+            elif isinstance(s, N.Let):
+                self._add_stmt(s, plates, generated, s.target.name)
+            elif isinstance(s, N.Declare):
+                self._add_stmt(s, plates, generated, s.name)
+            elif isinstance(s, N.Factor):
+                self._add_stmt(s, plates, generated)
+            elif isinstance(s, N.Marginal):
+                self._add_stmt(s, plates, generated, s.name)
+            elif isinstance(s, N.Loop):
+                self._walk(s.body, plates + (Plate(s.var, s.lo, s.hi, s.sid),), generated)
+            elif isinstance(s, N.Branch):
+                self._walk(s.then, plates, generated)
+                self._walk(s.orelse, plates, generated)
+            elif isinstance(s, N.Generated):
+                self._walk(s.body, plates, True)
+            else:  # nodes made by rewrites hold the statements they replaced
+                self._walk(_substatements(s), plates, generated)
 
 
-def _mentions(e, name):
-    return any(isinstance(x, A.Name) and x.id == name for x in A.walk_expr(e))
-
-
-def _lag_of(read_index, write_index, var):
-    if len(read_index) != len(write_index):
-        return 0
-    for r, w in zip(read_index, write_index):
-        if r == w:
-            continue
-        if isinstance(w, A.Name) and w.id == var and isinstance(r, A.BinOp) and r.op == "-" and \
-                r.left == w and isinstance(r.right, A.Num):
-            return r.right.value
-        return 0
-    return 0
-
-
-def _collect_events(body, events, variables):
-    """Reads and writes in body order. Writes by `~` on random variables only count when sampling."""
-    def reads(e):
-        for sub in _reads_of(e):
-            events.append(("read",) + sub + ("both",))
-
-    for s in body:
-        if isinstance(s, A.Sample):
-            for a in s.dist.args:
-                reads(a)
-            for i in s.target.indices:
-                reads(i)
-            info = variables.get(s.target.name)
-            if info is not None and info.kind in ("latent", "generated"):
-                events.append(("write", s.target.name, tuple(s.target.indices), "sample"))
-        elif isinstance(s, A.Assign):
-            reads(s.value)
-            for i in s.target.indices:
-                reads(i)
-            events.append(("write", s.target.name, tuple(s.target.indices), "both"))
-        elif isinstance(s, A.VarDecl) and s.value is not None:
-            reads(s.value)
-            events.append(("write", s.name, (), "both"))
-        elif isinstance(s, A.TargetIncrement):
-            reads(s.value)
-        elif isinstance(s, A.For):
-            reads(s.lo)
-            reads(s.hi)
-            _collect_events(s.body, events, variables)
-        elif isinstance(s, A.If):
-            reads(s.cond)
-            _collect_events(s.then, events, variables)
-            _collect_events(s.orelse, events, variables)
-
-
-def _reads_of(e):
-    """(name, index) for each variable read in e; whole-array reads have index ()."""
-    out = []
-
-    def go(x):
-        if isinstance(x, A.Index) and isinstance(x.base, A.Name):
-            out.append((x.base.id, tuple(x.indices)))
-            for i in x.indices:
-                go(i)
-        elif isinstance(x, A.Name):
-            out.append((x.id, ()))
-        else:
-            for child in expr_children(x):
-                go(child)
-
-    go(e)
-    return out
-
-
-def expr_children(x):
-    """The direct subexpressions of an expression (slice bounds included)."""
-    if isinstance(x, A.BinOp):
-        return [x.left, x.right]
-    if isinstance(x, (A.UnOp, A.Transpose)):
-        return [x.operand]
-    if isinstance(x, A.Call):
-        return ([x.given] if x.given is not None else []) + list(x.args)
-    if isinstance(x, A.Index):
-        return [x.base] + list(x.indices)
-    if isinstance(x, A.Slice):
-        return [p for p in (x.lo, x.hi) if p is not None]
-    if isinstance(x, A.ArrayLit):
-        return list(x.items)
+def _read_exprs(s):
+    """The expressions a simple statement reads (an indexed target's indices included)."""
+    if isinstance(s, N.Draw):
+        out = list(s.dist.args) + list(s.target.indices)
+        if s.role in ("observed", "prior"):
+            out.append(N.Index(s.target.span, N.Ref(s.target.span, s.target.name), s.target.indices)
+                       if s.target.indices else N.Ref(s.target.span, s.target.name))
+        return out
+    if isinstance(s, N.Let):
+        return [s.value] + list(s.target.indices)
+    if isinstance(s, N.Factor):
+        return [s.value]
+    if isinstance(s, N.Declare):
+        return list(s.type.dims) if s.type is not None else []
+    if isinstance(s, N.Marginal):
+        return [e for t in s.terms for e in _read_exprs(t.stmt)]
     return []
 
 
-def build_graph(checked: CheckedProgram) -> ModelGraph:
-    return ModelGraph(checked)
+def _substatements(s):
+    form = getattr(s, "form", None)
+    if form is not None:
+        return tuple(form.program)
+    return tuple(c for c in getattr(s, "body", ()) if isinstance(c, N.Stmt))
+
+
+def build_graph(ir: N.ModelIR) -> ModelGraph:
+    return ModelGraph(ir)

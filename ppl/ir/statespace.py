@@ -1,4 +1,4 @@
-"""State-space structure of a model graph: the form a particle filter runs on.
+"""State-space structure of a model: the form a particle filter runs on.
 
 A model is a state-space model when its sequential latents ("state variables") are 1-D arrays
 defined element by element along one index t = 1..T:
@@ -18,19 +18,22 @@ and read no state.
 `analyze(graph)` returns a frozen `StateSpaceForm` or raises `NotStateSpace` naming the variable
 and line that break the form. The form also records which statements are linear-Gaussian
 (normal, mean affine in the state, scale free of it), so lowering can marginalise the state
-exactly (Kalman) or use the locally optimal proposal.
+exactly (Kalman) or use the locally optimal proposal. The rewrite
+`ppl.ir.rewrites.extract_state_space` puts the form into the program as a `StateSpace` node.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..syntax import ast as A
+from ..syntax.span import NO_SPAN, Span
+from ..syntax.visit import walk
+from . import nodes as N
 from .graph import ModelGraph
 
 
 class NotStateSpace(Exception):
-    def __init__(self, reason: str, span: Optional[A.Span] = None):
+    def __init__(self, reason: str, span: Optional[Span] = None):
         super().__init__(reason)
         self.reason = reason
         self.span = span
@@ -47,12 +50,12 @@ class StepStmt:
     gaussian: normal distribution, scale free of the state.
     affine: the mean (first argument) is affine in the state variables read.
     """
-    stmt: A.Sample
+    stmt: N.Draw
     role: str
     target: str
     var: Optional[str]
-    lo: A.Expr
-    hi: A.Expr
+    lo: N.Expr
+    hi: N.Expr
     lags: Tuple[Tuple[str, int], ...]
     gaussian: bool
     affine: bool
@@ -68,12 +71,16 @@ class StateSpaceForm:
     init: Tuple[StepStmt, ...]  # state statements of step 1, in order
     transition: Tuple[StepStmt, ...]  # state statements of steps 2..T, in order
     observations: Tuple[StepStmt, ...]  # observation statements (any step range)
-    T: A.Expr  # number of steps (the hi of the transition loops)
+    T: N.Expr  # number of steps (the hi of the transition loops)
     params: Tuple[str, ...]  # static latents (and params) — everything else that is random
-    static: Tuple[A.Stmt, ...]  # top-level statements not involving the state, in order
+    static: Tuple[N.Stmt, ...]  # top-level statements not involving the state, in order
     discrete: bool  # some state variable is discrete
     linear_gaussian: bool  # the whole state chain and its observations are linear-Gaussian
     guided: bool  # Gaussian transitions and linear-Gaussian observations (locally optimal q)
+    declarations: Tuple[int, ...] = ()  # sids of the state variables' declarations
+    loops: Tuple[int, ...] = ()  # sids of the time loops
+    program: Tuple[N.Stmt, ...] = ()  # the statements the form was read from, in order
+    span: Span = field(default=NO_SPAN, compare=False)
 
     def describe(self) -> str:
         kind = "linear-Gaussian " if self.linear_gaussian else ""
@@ -82,42 +89,48 @@ class StateSpaceForm:
                 + (f", static {', '.join(self.params)}" if self.params else ""))
 
 
+@dataclass(frozen=True)
+class StateSpace(N.Stmt):
+    """The state-space part of a program (made by `extract_state_space`): run as a program it
+    draws or scores the initial states, then the transitions and observations step by step."""
+    form: StateSpaceForm = field(default=None, compare=False, metadata={"leaf": True})
+
+
 def _names(e) -> set:
-    return {x.id for x in A.walk_expr(e) if isinstance(x, A.Name)}
+    return {x.name for x in walk(e) if isinstance(x, N.Ref)}
 
 
-def _state_reads(e, state: set, loop_var: Optional[str], where: A.Stmt):
+def _state_reads(e, state: set, loop_var: Optional[str], where: N.Stmt):
     """(name, lag) for each read of a state variable in e; raises on any other access."""
     out = []
-    for x in A.walk_expr(e):
-        if isinstance(x, A.Index) and isinstance(x.base, A.Name) and x.base.id in state:
-            out.append((x.base.id, _lag(x, loop_var, where)))
-    # a bare name (whole array) of a state variable
-    bare = [x for x in A.walk_expr(e) if isinstance(x, A.Name) and x.id in state]
-    indexed = [x.base for x in A.walk_expr(e) if isinstance(x, A.Index) and isinstance(x.base, A.Name)
-               and x.base.id in state]
-    if len(bare) > len(indexed):
-        n = next(b for b in bare).id
+    indexed = 0
+    for x in walk(e):
+        if isinstance(x, N.Index) and isinstance(x.base, N.Ref) and x.base.name in state:
+            out.append((x.base.name, _lag(x, loop_var, where)))
+            indexed += 1
+    bare = [x for x in walk(e) if isinstance(x, N.Ref) and x.name in state]
+    if len(bare) > indexed:
+        n = bare[0].name
         raise NotStateSpace(f'"{n}" (line {where.span.line}) is read as a whole array; a particle '
                             f"filter reads a state variable one step at a time ({n}[t] or {n}[t-1])",
                             where.span)
     return out
 
 
-def _lag(ix: A.Index, loop_var: Optional[str], where: A.Stmt) -> int:
-    name = ix.base.id
+def _lag(ix: N.Index, loop_var: Optional[str], where: N.Stmt) -> int:
+    name = ix.base.name
     if len(ix.indices) != 1:
         raise NotStateSpace(f'"{name}" (line {where.span.line}) must be indexed by the time index only',
                             where.span)
     i = ix.indices[0]
     if loop_var is None:
-        if isinstance(i, A.Num) and i.is_int and i.value == 1:
+        if isinstance(i, N.Const) and i.type == "int" and i.value == 1:
             return 0
     else:
-        if isinstance(i, A.Name) and i.id == loop_var:
+        if isinstance(i, N.Ref) and i.name == loop_var:
             return 0
-        if isinstance(i, A.BinOp) and i.op == "-" and isinstance(i.left, A.Name) and \
-                i.left.id == loop_var and isinstance(i.right, A.Num) and i.right.value == 1:
+        if isinstance(i, N.Binary) and i.op == "-" and isinstance(i.left, N.Ref) and \
+                i.left.name == loop_var and isinstance(i.right, N.Const) and i.right.value == 1:
             return 1
     raise NotStateSpace(f'"{name}" (line {where.span.line}) is read at an index other than '
                         f"{'1' if loop_var is None else loop_var + ' or ' + loop_var + '-1'}: a particle "
@@ -127,9 +140,9 @@ def _lag(ix: A.Index, loop_var: Optional[str], where: A.Stmt) -> int:
 def _affine(e, state: set) -> bool:
     if not (_names(e) & state):
         return True
-    if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.base.id in state:
+    if isinstance(e, N.Index) and isinstance(e.base, N.Ref) and e.base.name in state:
         return not any(_names(i) & state for i in e.indices)
-    if isinstance(e, A.BinOp):
+    if isinstance(e, N.Binary):
         if e.op in ("+", "-"):
             return _affine(e.left, state) and _affine(e.right, state)
         if e.op == "*":
@@ -138,22 +151,29 @@ def _affine(e, state: set) -> bool:
         if e.op == "/":
             return not (_names(e.right) & state) and _affine(e.left, state)
         return False
-    if isinstance(e, A.UnOp) and e.op in ("-", "+"):
+    if isinstance(e, N.Unary) and e.op in ("-", "+"):
         return _affine(e.operand, state)
     return False
 
 
-def _gaussian_affine(s: A.Sample, state: set) -> Tuple[bool, bool]:
-    if s.dist.func != "normal" or len(s.dist.args) != 2:
+def _gaussian_affine(s: N.Draw, state: set) -> Tuple[bool, bool]:
+    if s.dist.name != "normal" or len(s.dist.args) != 2:
         return False, False
     mean, sd = s.dist.args
     gaussian = not (_names(sd) & state)
     return gaussian, gaussian and _affine(mean, state)
 
 
+def _stmt_names(s) -> set:
+    return {x.name for x in walk(s) if isinstance(x, N.Ref)} | (
+        {s.target.name} if isinstance(s, (N.Draw, N.Let)) else set()) | (
+        {s.name} if isinstance(s, N.Declare) else set()) | {
+        x.target.name for x in walk(s) if isinstance(x, (N.Draw, N.Let))}
+
+
 def analyze(graph: ModelGraph) -> StateSpaceForm:
-    ck = graph.checked
-    variables = ck.variables
+    ir = graph.ir
+    variables = ir.variables
     state = [v.name for v in graph.latents() if v.elementwise]
     if not state:
         raise NotStateSpace("no latent is defined element by element along a time index "
@@ -161,10 +181,11 @@ def analyze(graph: ModelGraph) -> StateSpaceForm:
     state_set = set(state)
     for n in state:
         v = graph.var(n)
-        if v.type is None or len(v.type.dims) != 1 or len(v.type.dims[0]) != 1:
+        if v.type is None or len(v.type.dims) != 1:
             raise NotStateSpace(f'state variable "{n}" (line {v.span.line}) must be a 1-D array '
                                 f"(one element per time step)", v.span)
-        if v.type.base not in ("real", "int", "bool") or v.type.bounds:
+        if v.type.base not in ("real", "int", "bool") or v.type.lower is not None or \
+                v.type.upper is not None:
             raise NotStateSpace(f'state variable "{n}" (line {v.span.line}) must be an unbounded real '
                                 "or an int array", v.span)
 
@@ -173,13 +194,14 @@ def analyze(graph: ModelGraph) -> StateSpaceForm:
     init_order: List[StepStmt] = []
     trans_order: List[StepStmt] = []
     obs: List[StepStmt] = []
-    static: List[A.Stmt] = []
-    T: Optional[A.Expr] = None
-    one = A.Num(A.NO_SPAN, 1, True)
+    static: List[N.Stmt] = []
+    declarations: List[int] = []
+    loops: List[int] = []
+    taken: List[N.Stmt] = []
+    one = N.Const(NO_SPAN, 1, "int")
 
     def is_observed(name):
-        info = variables.get(name)
-        return info is not None and info.kind == "data"
+        return variables.get(name) is not None and variables[name].kind == "data"
 
     def step_stmt(s, role, var, lo, hi, drawn_now):
         lags = tuple(_state_reads_all(s, state_set, var))
@@ -197,24 +219,25 @@ def analyze(graph: ModelGraph) -> StateSpaceForm:
         return StepStmt(s, role, s.target.name, var, lo, hi, lags, g, a)
 
     drawn_init: List[str] = []
-    for s in graph.body:
-        if isinstance(s, (A.DataDecl, A.FunDef, A.Import)):
+    for s in ir.body:
+        if isinstance(s, N.Declare) and s.name in state_set:
+            declarations.append(s.sid)
+            taken.append(s)
             continue
-        if isinstance(s, A.VarDecl) and s.name in state_set:
-            if s.dist is not None or s.value is not None:
-                raise NotStateSpace(f'"{s.name}" (line {s.span.line}) is drawn as a whole array',
-                                    s.span)
+        if isinstance(s, (N.Draw, N.Let)) and s.target.name in state_set and not s.target.indices:
+            raise NotStateSpace(f'"{s.target.name}" (line {s.span.line}) is drawn as a whole array',
+                                s.span)
+        if isinstance(s, N.Generated):
             continue
-        if isinstance(s, A.Generated):
-            continue
-        if isinstance(s, A.Sample) and (s.target.name in state_set or
-                                        (is_observed(s.target.name) and s.target.indices and
-                                         _names(s.dist) & state_set)):
+        if isinstance(s, N.Draw) and (s.target.name in state_set or
+                                      (is_observed(s.target.name) and s.target.indices and
+                                       _names(s.dist) & state_set)):
             name = s.target.name
             idx = s.target.indices
-            if not (len(idx) == 1 and isinstance(idx[0], A.Num) and idx[0].value == 1):
+            if not (len(idx) == 1 and isinstance(idx[0], N.Const) and idx[0].value == 1):
                 raise NotStateSpace(f'line {s.span.line}: at top level, "{name}" may be set only at '
                                     "index 1 (the first step)", s.span)
+            taken.append(s)
             if name in state_set:
                 if name in init:
                     raise NotStateSpace(f'"{name}[1]" is drawn twice (line {s.span.line})', s.span)
@@ -225,10 +248,11 @@ def analyze(graph: ModelGraph) -> StateSpaceForm:
             else:
                 obs.append(step_stmt(s, "observe", None, one, one, set(state)))
             continue
-        if isinstance(s, A.For) and _stmt_names(s) & state_set:
+        if isinstance(s, N.Loop) and _stmt_names(s) & state_set:
             _loop(s, state_set, variables, trans, trans_order, obs, step_stmt)
+            loops.append(s.sid)
+            taken.append(s)
             continue
-        # anything else: must not involve the state
         touched = _stmt_names(s) & state_set
         if touched:
             n = sorted(touched)[0]
@@ -245,7 +269,7 @@ def analyze(graph: ModelGraph) -> StateSpaceForm:
         if n not in trans:
             raise NotStateSpace(f'"{n}" (line {v.span.line}) has no transition '
                                 f"for t in 2:T {{ {n}[t] ~ … }}", v.span)
-    his = {repr(st.hi) for st in trans.values()}
+    his = {st.hi for st in trans.values()}
     if len(his) != 1:
         st = trans_order[-1]
         raise NotStateSpace(f"the transition loops end at different steps (line {st.line})",
@@ -254,23 +278,22 @@ def analyze(graph: ModelGraph) -> StateSpaceForm:
     if not obs:
         raise NotStateSpace("no observation reads the state (y[t] ~ g(x[t]))")
     order = {n: i for i, n in enumerate(drawn_init)}
-    # transitions must be drawn in the same order as the initial statements (a fixed state order)
     trans_sorted = tuple(trans_order)
     init_sorted = tuple(sorted(init_order, key=lambda st: order[st.target]))
-    params = tuple(v.name for v in graph.variables("latent", "param")
-                   if v.name not in state_set)
+    params = tuple(v.name for v in graph.variables("latent", "param") if v.name not in state_set)
     discrete = any(graph.var(n).discrete for n in state)
     all_stmts = init_sorted + trans_sorted + tuple(obs)
     lg = (not discrete) and all(st.gaussian and st.affine for st in all_stmts) and \
-        all(not any(l == 0 for _, l in st.lags) for st in init_sorted + trans_sorted)
+        all(not any(lag == 0 for _, lag in st.lags) for st in init_sorted + trans_sorted)
     guided = (not discrete) and len(state) == 1 and \
         all(st.gaussian for st in init_sorted + trans_sorted) and \
         all(st.gaussian and st.affine for st in obs)
     return StateSpaceForm(tuple(state), init_sorted, trans_sorted, tuple(obs), T, params,
-                          tuple(static), discrete, lg, guided)
+                          tuple(static), discrete, lg, guided, tuple(declarations), tuple(loops),
+                          tuple(taken), graph.var(state[0]).span)
 
 
-def _state_reads_all(s: A.Sample, state: set, var):
+def _state_reads_all(s: N.Draw, state: set, var):
     out = []
     for a in s.dist.args:
         out += _state_reads(a, state, var, s)
@@ -285,47 +308,19 @@ def _state_reads_all(s: A.Sample, state: set, var):
     return seen
 
 
-def _stmt_names(s) -> set:
-    out = set()
-    if isinstance(s, A.Sample):
-        out |= _names(s.dist) | {s.target.name}
-        for i in s.target.indices:
-            out |= _names(i)
-    elif isinstance(s, A.Assign):
-        out |= _names(s.value) | {s.target.name}
-    elif isinstance(s, A.VarDecl):
-        out.add(s.name)
-        if s.value is not None:
-            out |= _names(s.value)
-        if s.dist is not None:
-            out |= _names(s.dist)
-    elif isinstance(s, A.TargetIncrement):
-        out |= _names(s.value)
-    elif isinstance(s, A.ParamDecl):
-        out.add(s.name)
-    elif isinstance(s, A.For):
-        for b in s.body:
-            out |= _stmt_names(b)
-    elif isinstance(s, A.If):
-        out |= _names(s.cond)
-        for b in s.then + s.orelse:
-            out |= _stmt_names(b)
-    return out
-
-
-def _loop(s: A.For, state: set, variables, trans, trans_order, obs, step_stmt):
+def _loop(s: N.Loop, state: set, variables, trans, trans_order, obs, step_stmt):
     drawn: List[str] = []
     for b in s.body:
-        if not isinstance(b, A.Sample):
+        if not isinstance(b, N.Draw):
             raise NotStateSpace(f"line {b.span.line}: inside a time loop a particle filter supports "
                                 "only `~` statements (a state draw or an observation)", b.span)
         name = b.target.name
         idx = b.target.indices
-        if not (len(idx) == 1 and isinstance(idx[0], A.Name) and idx[0].id == s.var):
+        if not (len(idx) == 1 and isinstance(idx[0], N.Ref) and idx[0].name == s.var):
             raise NotStateSpace(f'line {b.span.line}: "{name}" must be indexed by the loop index '
                                 f"{s.var} alone", b.span)
         if name in state:
-            if not (isinstance(s.lo, A.Num) and s.lo.value == 2):
+            if not (isinstance(s.lo, N.Const) and s.lo.value == 2):
                 raise NotStateSpace(f'the transition of "{name}" (line {b.span.line}) must run over '
                                     f"{s.var} in 2:T (its first element is drawn at top level)",
                                     b.span)
@@ -343,7 +338,7 @@ def _loop(s: A.For, state: set, variables, trans, trans_order, obs, step_stmt):
     # a fused loop must also be consistent: an observation reading x[t] where x's transition
     # comes later in the same loop body reads the previous value in program order — reject
     for b in s.body:
-        if isinstance(b, A.Sample) and b.target.name not in state:
+        if b.target.name not in state:
             reads = {n for n, lag in _state_reads_all(b, state, s.var) if lag == 0}
             later = [n for n in reads if n in trans and n not in _drawn_before(s.body, b, state)
                      and trans[n].stmt in s.body]
@@ -357,7 +352,7 @@ def _drawn_before(body, stmt, state):
     for b in body:
         if b is stmt:
             return out
-        if isinstance(b, A.Sample) and b.target.name in state:
+        if b.target.name in state:
             out.add(b.target.name)
     return out
 

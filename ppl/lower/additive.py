@@ -31,12 +31,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+import jax
 import jax.numpy as jnp
 
 from ..builtins.functions import ELEMENTWISE
-from ..ir.graph import expr_children
-from ..syntax import ast as A
-from .evaluator import LoweringError, static_int
+from ..ir import nodes as N
+from ..syntax.span import Span
+from ..syntax.visit import children, walk
+from .interpreter import LoweringError, static_int
 from .statespace import LagWindow, SSMLowering
 
 STEP = "__step"  # the time index in rewritten terms; not a legal identifier in the language
@@ -46,7 +48,7 @@ _ARITH = {"+", "-", "*", "/", "^", ".*", "./", ".^"}
 @dataclass(frozen=True)
 class Term:
     """scale · Σ_{t=lo..hi} expr, with the step index named `var` in expr."""
-    expr: A.Expr
+    expr: N.Expr
     var: str
     lo: int
     hi: int
@@ -60,7 +62,7 @@ class AdditiveFunctional:
     name: str
     terms: Tuple[Term, ...]
     offset: float
-    span: A.Span
+    span: Span
 
 
 class NotAdditive(Exception):
@@ -73,36 +75,40 @@ class _Operand:
     state: bool
     start: int  # 1-based index of the operand's first element
     length: int
-    node: A.Expr  # the Name or slice it was read by
+    node: N.Expr  # the Ref or slice it was read by
 
 
-def _definitions(graph):
-    """{generated name: [(statement, enclosing top-level loop or None)]}, in order."""
+def _definitions(ir: N.ModelIR):
+    """({generated name: [(statement, enclosing top-level loop or None)]} in order,
+    {generated name: number of statements assigning it anywhere in the block})."""
     defs: Dict[str, list] = {}
-    for s in graph.checked.body:
-        if not isinstance(s, A.Generated):
+    counts: Dict[str, int] = {}
+    for s in ir.body:
+        if not isinstance(s, N.Generated):
             continue
+        for x in walk(s):
+            if isinstance(x, (N.Let, N.Draw)):
+                counts[x.target.name] = counts.get(x.target.name, 0) + 1
         for g in s.body:
-            if isinstance(g, A.Assign):
+            if isinstance(g, N.Let):
                 defs.setdefault(g.target.name, []).append((g, None))
-            elif isinstance(g, A.VarDecl) and g.value is not None:
-                defs.setdefault(g.name, []).append((g, None))
-            elif isinstance(g, A.For):
+            elif isinstance(g, N.Loop):
                 for b in g.body:
-                    if isinstance(b, A.Assign):
+                    if isinstance(b, N.Let):
                         defs.setdefault(b.target.name, []).append((b, g))
-    return defs
+    return defs, counts
 
 
 def find(ssm: SSMLowering) -> Tuple[List[AdditiveFunctional], Dict[str, str]]:
     """(additive functionals, {other generated name: why not additive})."""
     found, other = [], {}
-    for name, stmts in _definitions(ssm.graph).items():
-        v = ssm.graph.checked.variables.get(name)
+    defs, counts = _definitions(ssm.lowered.source_ir)
+    for name, stmts in defs.items():
+        v = ssm.lowered.ir.variables.get(name)
         if v is None or v.kind != "generated":  # values local to a loop, model variables
             continue
         try:
-            if len(stmts) != len(v.defined_by):
+            if len(stmts) != counts.get(name, 0):
                 raise NotAdditive("it is assigned inside a nested block")
             if len(stmts) == 1 and stmts[0][1] is None:
                 s = stmts[0][0]
@@ -127,13 +133,13 @@ def _static_number(ssm, e) -> float:
 def _accumulated(ssm, name, stmts) -> AdditiveFunctional:
     """`name = c`, then loops of `name = name + summand`, then optionally `name = name / d`."""
     first, loop = stmts[0]
-    whole = isinstance(first, A.VarDecl) or not first.target.indices
+    whole = not first.target.indices
     if loop is not None or not whole:
         raise NotAdditive("not a sum: it does not start from a constant before its loops")
     offset = _static_number(ssm, first.value)
     rest, divisor = list(stmts[1:]), 1.0
     last, last_loop = rest[-1] if rest else (None, None)
-    if last is not None and last_loop is None and isinstance(last.value, A.BinOp) and \
+    if last is not None and last_loop is None and isinstance(last.value, N.Binary) and \
             last.value.op == "/" and _is_name(last.value.left, name):
         divisor = _static_number(ssm, last.value.right)
         rest = rest[:-1]
@@ -143,14 +149,13 @@ def _accumulated(ssm, name, stmts) -> AdditiveFunctional:
     terms = []
     for s, loop in rest:
         v = s.value
-        if loop is None or s.target.indices or not (isinstance(v, A.BinOp) and v.op == "+"
+        if loop is None or s.target.indices or not (isinstance(v, N.Binary) and v.op == "+"
                                                     and _is_name(v.left, name)):
             raise NotAdditive(f'line {s.span.line} is not an accumulation `{name} = {name} + …` '
                               "directly inside a loop over the time index")
         lag = _check_summand(ssm, v.right, loop.var, name)
         try:
-            lo = static_int(ev.expr(loop.lo), loop.span, "a loop bound")
-            hi = static_int(ev.expr(loop.hi), loop.span, "a loop bound")
+            lo, hi = ev.loop_bounds(loop)
         except LoweringError:
             raise NotAdditive("its loop bounds are not fixed by the data") from None
         if lo < 1 or hi > ssm.T or (lag and lo < 2):
@@ -160,7 +165,7 @@ def _accumulated(ssm, name, stmts) -> AdditiveFunctional:
 
 
 def _is_name(e, name):
-    return isinstance(e, A.Name) and e.id == name
+    return isinstance(e, N.Ref) and e.name == name
 
 
 def _check_summand(ssm, e, var, name) -> bool:
@@ -168,33 +173,33 @@ def _check_summand(ssm, e, var, name) -> bool:
     x[t] / x[t-1], the quantity itself, or a name that is not data, a parameter or the index."""
     lag = False
 
-    def walk(e):
+    def visit(e):
         nonlocal lag
-        if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.base.id in ssm.form.state_vars:
+        if isinstance(e, N.Index) and isinstance(e.base, N.Ref) and e.base.name in ssm.form.state_vars:
             (i,) = e.indices if len(e.indices) == 1 else (None,)
             if _is_name(i, var):
                 return
-            if isinstance(i, A.BinOp) and i.op == "-" and _is_name(i.left, var) and \
-                    isinstance(i.right, A.Num) and i.right.value == 1:
+            if isinstance(i, N.Binary) and i.op == "-" and _is_name(i.left, var) and \
+                    isinstance(i.right, N.Const) and i.right.value == 1:
                 lag = True
                 return
-            raise NotAdditive(f'it reads "{e.base.id}" other than at the step or the step before')
-        if isinstance(e, A.Name):
-            if e.id in ssm.form.state_vars:
-                raise NotAdditive(f'its summand reads all of "{e.id}"')
-            if e.id != var and e.id not in ssm.step_names:
-                raise NotAdditive(f'its summand reads "{e.id}", which is not data, a static '
+            raise NotAdditive(f'it reads "{e.base.name}" other than at the step or the step before')
+        if isinstance(e, N.Ref):
+            if e.name in ssm.form.state_vars:
+                raise NotAdditive(f'its summand reads all of "{e.name}"')
+            if e.name != var and e.name not in ssm.step_names:
+                raise NotAdditive(f'its summand reads "{e.name}", which is not data, a static '
                                   "parameter or the loop index")
             return
-        for child in expr_children(e):
-            walk(child)
+        for child in children(e):
+            visit(child)
 
-    walk(e)
+    visit(e)
     return lag
 
 
 def _vectorised(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
-    if not (isinstance(value, A.Call) and value.func in ("sum", "mean") and len(value.args) == 1):
+    if not (isinstance(value, N.Builtin) and value.name in ("sum", "mean") and len(value.args) == 1):
         raise NotAdditive("not a sum or mean over the time index")
     ev = ssm.static_evaluator()
     operands: List[_Operand] = []
@@ -209,18 +214,18 @@ def _vectorised(ssm: SSMLowering, name, value, span) -> AdditiveFunctional:
     first = max(o.start for o in states)  # the step of the operands' first elements
     if any(first - o.start > 1 for o in states):
         raise NotAdditive("it pairs states more than one step apart")
-    term = _rewrite(value.args[0], first, {o.node: o.start for o in operands})
+    term = _rewrite(value.args[0], first, {id(o.node): o.start for o in operands})
     lo, hi = first, first + length - 1
     if lo < 1 or hi > ssm.T:
         raise NotAdditive("its steps fall outside 1..T")
-    scale = 1.0 / length if value.func == "mean" else 1.0
+    scale = 1.0 / length if value.name == "mean" else 1.0
     lag = any(first - o.start == 1 for o in states)
     return AdditiveFunctional(name, (Term(term, STEP, lo, hi, scale, lag),), 0.0, span)
 
 
 def _rank(ssm, name) -> Optional[int]:
-    v = ssm.graph.checked.variables.get(name)
-    return None if v is None else v.ty.rank
+    v = ssm.lowered.ir.variables.get(name)
+    return None if v is None else v.rank
 
 
 def _vector(ssm, name) -> Optional[Tuple[bool, int]]:
@@ -244,34 +249,34 @@ def _vector(ssm, name) -> Optional[Tuple[bool, int]]:
 
 
 def _collect(ssm, ev, e, out):
-    if isinstance(e, A.Num):
+    if isinstance(e, N.Const):
         return
-    if isinstance(e, A.Name):
-        v = _vector(ssm, e.id)
+    if isinstance(e, N.Ref):
+        v = _vector(ssm, e.name)
         if v is not None:
-            out.append(_Operand(e.id, v[0], 1, v[1], e))
+            out.append(_Operand(e.name, v[0], 1, v[1], e))
         return
-    if isinstance(e, A.Index) and isinstance(e.base, A.Name) and len(e.indices) == 1 \
-            and isinstance(e.indices[0], A.Slice):
-        v = _vector(ssm, e.base.id)
+    if isinstance(e, N.Index) and isinstance(e.base, N.Ref) and len(e.indices) == 1 \
+            and isinstance(e.indices[0], N.Slice):
+        v = _vector(ssm, e.base.name)
         if v is None:
-            raise NotAdditive(f'"{e.base.id}" is a scalar')
+            raise NotAdditive(f'"{e.base.name}" is a scalar')
         sl = e.indices[0]
         try:
             lo = 1 if sl.lo is None else static_int(ev.expr(sl.lo), sl.span, "a slice bound")
             hi = v[1] if sl.hi is None else static_int(ev.expr(sl.hi), sl.span, "a slice bound")
         except LoweringError:
             raise NotAdditive("a slice bound is not fixed by the data") from None
-        out.append(_Operand(e.base.id, v[0], lo, hi - lo + 1, e))
+        out.append(_Operand(e.base.name, v[0], lo, hi - lo + 1, e))
         return
-    if isinstance(e, A.BinOp) and e.op in _ARITH:
+    if isinstance(e, N.Binary) and e.op in _ARITH:
         _collect(ssm, ev, e.left, out)
         _collect(ssm, ev, e.right, out)
         return
-    if isinstance(e, A.UnOp) and e.op == "-":
+    if isinstance(e, N.Unary) and e.op == "-":
         _collect(ssm, ev, e.operand, out)
         return
-    if isinstance(e, A.Call) and e.func in ELEMENTWISE and e.given is None:
+    if isinstance(e, N.Builtin) and e.name in ELEMENTWISE:
         for a in e.args:
             _collect(ssm, ev, a, out)
         return
@@ -281,25 +286,25 @@ def _collect(ssm, ev, e, out):
 
 def _at_step(name, offset, span):
     """`name[__step - offset]`."""
-    idx = A.Name(span, STEP) if offset == 0 else \
-        A.BinOp(span, "-" if offset > 0 else "+", A.Name(span, STEP), A.Num(span, abs(offset), True))
-    return A.Index(span, A.Name(span, name), (idx,))
+    step = N.Ref(span, STEP, "index")
+    idx = step if offset == 0 else \
+        N.Binary(span, "-" if offset > 0 else "+", step, N.Const(span, abs(offset), "int"))
+    return N.Index(span, N.Ref(span, name), (idx,))
 
 
 def _rewrite(e, first, starts):
     """The summand at step `__step`: element k of a vector operand (`starts`: its first
     element's index, by the node that reads it) is its element at step first - 1 + k."""
-    if e in starts:
-        name = e.id if isinstance(e, A.Name) else e.base.id
-        return _at_step(name, first - starts[e], e.span)
-    if isinstance(e, A.BinOp):
+    if id(e) in starts:
+        name = e.name if isinstance(e, N.Ref) else e.base.name
+        return _at_step(name, first - starts[id(e)], e.span)
+    if isinstance(e, N.Binary):
         op = {".*": "*", "./": "/", ".^": "^"}.get(e.op, e.op)
-        return A.BinOp(e.span, op, _rewrite(e.left, first, starts), _rewrite(e.right, first, starts))
-    if isinstance(e, A.UnOp):
-        return A.UnOp(e.span, e.op, _rewrite(e.operand, first, starts))
-    if isinstance(e, A.Call):
-        return A.Call(e.span, e.func, tuple(_rewrite(a, first, starts) for a in e.args), None,
-                      e.func_span)
+        return N.Binary(e.span, op, _rewrite(e.left, first, starts), _rewrite(e.right, first, starts))
+    if isinstance(e, N.Unary):
+        return N.Unary(e.span, e.op, _rewrite(e.operand, first, starts))
+    if isinstance(e, N.Builtin):
+        return N.Builtin(e.span, e.name, tuple(_rewrite(a, first, starts) for a in e.args))
     return e  # numbers and scalars
 
 
@@ -339,7 +344,6 @@ def step_functions(ssm: SSMLowering, functionals: List[AdditiveFunctional]):
 def along(ssm: SSMLowering, functionals, traj, params):
     """The functionals summed along one trajectory (leaves (T,)) — for validation."""
     initial_fn, additive_fn = step_functions(ssm, functionals)
-    import jax  # noqa: PLC0415
     first = initial_fn({n: traj[n][0] for n in ssm.form.state_vars}, params)
     rest = jax.vmap(lambda k: additive_fn({n: traj[n][k - 1] for n in ssm.form.state_vars},
                                           {n: traj[n][k] for n in ssm.form.state_vars}, k, params))(

@@ -1,87 +1,58 @@
-"""The model lowered to pure JAX functions of one flat unconstrained vector.
+"""A model IR with its data, lowered to pure JAX functions.
 
-`LoweredModel` is built once per (model, data shapes). Its functions take the data arrays as an
-argument (not as baked-in constants), so compiled code is reused across data values and the
-persistent compilation cache hits on a second run.
+`LoweredModel` is built once per (IR, data shapes). Every function runs the one interpreter
+over the IR under a different stack of handlers (ppl/lower/handlers.py); they take the data
+arrays as an argument (not baked-in constants), so compiled code is reused across data values
+and the persistent compilation cache hits on a second run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+import copy
+import hashlib
+from typing import Any, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 from numpyro.distributions.transforms import biject_to
+from numpyro.infer.util import log_density as numpyro_log_density
 
 from ..check.data import BoundData
+from ..ir import nodes as N
 from ..ir.graph import ModelGraph
-from ..syntax import ast as A
 from ..syntax.errors import PPLDataError
-from .evaluator import Evaluator, stmt_key
-from .validation import check_agreement
+from .handlers import (Block, Discover, Fix, Generate, Handler, NumpyroSites, Seed, Simulate,
+                       Substitute, Unconstrain, Unroll)
+from .diagnose import Problem, explain
+from .interpreter import Interpreter
+from .layout import FlatLayout
+from .marginal import DrawMarginal, prob_name
+from .padded import Padded
 
 
-@dataclass(frozen=True)
-class LatentSlot:
-    name: str
-    shape: Tuple[int, ...]  # constrained shape
-    unconstrained_shape: Tuple[int, ...]
-    offset: int
-    size: int
-    constraint_name: str
-
-
-class _Discover:
-    """First pass: record every continuous latent's shape and support; values at u = 0."""
+class _Constraints(Handler):
+    """Records the support of every value site (bounds may depend on other variables)."""
 
     def __init__(self):
-        self.slots: List[LatentSlot] = []
-        self.offset = 0
+        self.found: Dict[str, Any] = {}
 
-    def take(self, name, shape, constraint, ev):
-        t = biject_to(constraint)
-        ushape = tuple(t.inverse_shape(tuple(shape)))
-        size = int(np.prod(ushape)) if ushape else 1
-        self.slots.append(LatentSlot(name, tuple(shape), ushape, self.offset, size, _cname(constraint)))
-        self.offset += size
-        u = jnp.zeros(ushape)
-        x = t(u)
-        ev.lp = ev.lp + jnp.sum(t.log_abs_det_jacobian(u, x))
-        return x
-
-
-class _FlatSource:
-    """Slices the flat vector; adds each transform's log-Jacobian to the density."""
-
-    def __init__(self, u, slots: Dict[str, LatentSlot], jacobian=True):
-        self.u, self.slots, self.jacobian = u, slots, jacobian
-        self.values: Dict[str, Any] = {}
-
-    def take(self, name, shape, constraint, ev):
-        s = self.slots[name]
-        u = self.u[s.offset:s.offset + s.size].reshape(s.unconstrained_shape)
-        t = biject_to(constraint)
-        x = t(u)
-        if self.jacobian:
-            if ev.mode == "reference":
-                import numpyro
-                numpyro.factor(f"jacobian:{name}", jnp.sum(t.log_abs_det_jacobian(u, x)))
-            else:
-                ev.lp = ev.lp + jnp.sum(t.log_abs_det_jacobian(u, x))
-        self.values[name] = x
-        return x
-
-
-def _cname(c) -> str:
-    return type(c).__name__.lstrip("_").replace("Constraint", "").lower() or "real"
+    def postprocess(self, site):
+        if site.kind == "value" and site.constraint is not None:
+            self.found[site.name] = site.constraint
 
 
 class LoweredModel:
-    def __init__(self, graph: ModelGraph, data: BoundData, defer_checks: bool = False):
-        """`defer_checks`: the caller runs `check_data()` itself, later (so that compiling the
-        checks can overlap with compiling the sampler)."""
-        self.graph = graph
+    def __init__(self, ir: N.ModelIR, data: BoundData, defer_checks: bool = False,
+                 source_ir: Optional[N.ModelIR] = None):
+        """`ir`: the program whose density the passes use (possibly rewritten: discrete latents
+        summed out …); `source_ir`: the program as written (default `ir`), which draws from the
+        prior, simulates data, generates quantities and is the reference for validation.
+        `defer_checks`: the caller runs `check_data()` itself, later (so compiling the checks
+        can overlap with compiling the sampler)."""
+        self.ir = ir
+        self.source_ir = ir if source_ir is None else source_ir
+        self.graph = ModelGraph(self.source_ir)  # the model as written: what messages refer to
         self.data = data
         self.static = dict(data.static)
         self.data_arrays = {k: jnp.asarray(v) for k, v in data.arrays.items()}
@@ -92,230 +63,223 @@ class LoweredModel:
         if not defer_checks:
             self.check_data()
 
-    # ------------------------------------------------------------ environment
+    # ------------------------------------------------------------ running the program
     def base_env(self, data_arrays) -> Dict[str, Any]:
         env: Dict[str, Any] = dict(self.static)
         env.update(data_arrays)
         env.update(self.fixed)
         return env
 
+    def run(self, handlers, data_arrays, body=None, env=None, source=False) -> Interpreter:
+        """The interpreter after running `body` (by default the whole program: the rewritten
+        one, or with `source` the program as written) under the fixed values and `handlers`
+        (outermost first)."""
+        ir = self.source_ir if source else self.ir
+        interp = Interpreter(ir, self.base_env(data_arrays) if env is None else env,
+                             (Fix(self.fixed),) + tuple(handlers))
+        interp.given |= set(self.fixed)
+        return interp.run(ir.body if body is None else body)
+
     def _discover(self):
-        # Traced, not run: the layout is recorded while tracing. The support checks of the
-        # observed data are compiled and run by `check_data`.
-        src = _Discover()
+        # Traced, not run: the layout is recorded while tracing.
+        found = Discover()
+        jax.eval_shape(lambda d: self.run([found], d).lp, self.data_arrays)
+        self.layout = FlatLayout.from_discovered(found.slots)
+        self.slots = self.layout.slots
+        self.slot_by_name = self.layout.by_name
+        self.dim = self.layout.dim
+        self.latent_names = list(self.layout.names)
+        variables = self.ir.variables
+        self.deterministic_names = [n for n, v in variables.items() if v.kind == "deterministic"]
+        self.generated_names = [n for n, v in variables.items() if v.kind == "generated"]
+        self.observed_names = [n for n, v in variables.items() if v.observed]
 
-        def run(data_arrays):
-            ev = Evaluator(self.graph, "density", self.base_env(data_arrays), src,
-                           fixed=self.fixed_names)
-            ev.exec(self.graph.body)
-            return ev.checks
-
-        jax.eval_shape(run, self.data_arrays)
-        self.slots = src.slots
-        self.slot_by_name = {s.name: s for s in self.slots}
-        self.dim = src.offset
-        names = [s.name for s in self.slots]
-        self.latent_names = names
-        ck = self.graph.checked
-        self.deterministic_names = [n for n, v in ck.variables.items() if v.kind == "deterministic"]
-        self.generated_names = [n for n, v in ck.variables.items() if v.kind == "generated"]
-        self.observed_names = [n for n, v in ck.variables.items() if v.observed]
-
+    # ------------------------------------------------------------ data checks
     def check_data(self):
         """Observed values must lie in the support of their distributions (a PPLDataError)."""
         if "checks" not in self._shared:
             def checks(data_arrays):
-                ev = Evaluator(self.graph, "density", self.base_env(data_arrays),
-                               _FlatSource(jnp.zeros(self.dim), self.slot_by_name),
-                               fixed=self.fixed_names)
-                ev.exec(self.graph.body)
-                return ev.checks
+                # discrete latents (not summed out) take arbitrary values: the supports of the
+                # observations must hold whatever they are
+                it = self.run([Unconstrain(self.layout, jnp.zeros(self.dim)),
+                               Seed(jax.random.PRNGKey(0))], data_arrays)
+                return {k: v for k, v in it.records.items() if k[0] == "support"}
             self._shared["checks"] = jax.jit(checks)
-        self._check_observed_support(self._shared["checks"](self.data_arrays))
-
-    def with_data(self, data: BoundData) -> "LoweredModel":
-        """The same lowering (same shapes) with other data values; support checks rerun."""
-        import copy
-        new = copy.copy(self)
-        new.data = data
-        new.data_arrays = {k: jnp.asarray(v) for k, v in data.arrays.items()}
-        new.check_data()
-        return new
-
-    def _check_observed_support(self, checks):
-        bad = [k for k, ok in checks.items() if not bool(ok)]
+        bad = [k[1] for k, ok in self._shared["checks"](self.data_arrays).items() if not bool(ok)]
         if not bad:
             return
         for s in self.graph.statements():
-            if s.kind == "observe" and stmt_key(s.stmt) in bad:
+            if s.kind == "observe" and s.sid in bad:
                 raise PPLDataError(
                     f'observed "{s.target}" has values outside the support of {s.dist}', s.stmt.span,
                     f"check the data for {s.target}: e.g. counts must be non-negative integers, "
-                    "probabilities within [0, 1]", self.graph.program.source, self.graph.program.filename)
+                    "probabilities within [0, 1]", self.ir.source, self.ir.filename)
 
-    # ------------------------------------------------------------ discrete latents
-    @property
-    def marginal(self):
-        """The `Marginalizer` summing finite discrete latents out of `log_density` (or None)."""
-        if "_marginal" not in self.__dict__:
-            from .marginalize import marginalizer_for
-            self._marginal = marginalizer_for(self) if self.graph.discrete_latents() else None
-        return self._marginal
-
-    def discrete_posterior(self, key, u, data_arrays):
-        """Marginalised latents at u: a draw from p(z | θ, data) and per-element probabilities."""
-        return self.marginal.posterior(key, u, data_arrays) if self.marginal is not None else {}
-
-    def log_density_given(self, u, data_arrays, discrete_values):
-        """The density with discrete latents at given values (nothing summed out)."""
-        from .marginalize import ValuesSource
-        src = ValuesSource(_FlatSource(u, self.slot_by_name), discrete_values)
-        ev = Evaluator(self.graph, "density", self.base_env(data_arrays), src, fixed=self.fixed_names)
-        ev.exec(self.graph.body)
-        return ev.lp
+    def with_data(self, data: BoundData, check: bool = True) -> "LoweredModel":
+        """The same lowering (same shapes) with other data values; support checks rerun."""
+        new = copy.copy(self)
+        new.data = data
+        new.data_arrays = {k: jnp.asarray(v) for k, v in data.arrays.items()}
+        if check:
+            new.check_data()
+        return new
 
     # ------------------------------------------------------------ pure functions
     def log_density(self, u, data_arrays):
-        """Log joint density (up to a constant) at unconstrained u, log-Jacobians included."""
-        if self.marginal is not None:  # finite discrete latents summed out (lower/marginalize.py)
-            return self.marginal.log_density(u, data_arrays)
-        src = _FlatSource(u, self.slot_by_name)
-        ev = Evaluator(self.graph, "density", self.base_env(data_arrays), src, fixed=self.fixed_names)
-        ev.exec(self.graph.body)
-        return ev.lp
+        """Log joint density (up to a constant) at unconstrained u, log-Jacobians included; −inf
+        where a run-time index check fails."""
+        it = self.run([Unconstrain(self.layout, u)], data_arrays)
+        return jnp.where(it.valid, it.lp, -jnp.inf)
+
+    def log_density_padded(self, u, sizes, data_arrays):
+        """The log density with the size variables (bounded discrete latents that size arrays)
+        at `sizes` and the padded arrays' active entries from u (`PaddedLayout`): one compiled
+        function for every size."""
+        it = self.run([Substitute(sizes), Unconstrain(self.layout, u)], data_arrays)
+        return jnp.where(it.valid, it.lp, -jnp.inf)
+
+    def log_prior(self, u, data_arrays):
+        """The prior part: every site but the observed ones (log-Jacobians included)."""
+        it = self.run([Unconstrain(self.layout, u), Block(_likelihood_site)], data_arrays)
+        return jnp.where(it.valid, it.lp, -jnp.inf)
+
+    def log_likelihood(self, u, data_arrays):
+        """The observed sites and `target +=` factors."""
+        it = self.run([Unconstrain(self.layout, u, jacobian=False),
+                       Block(lambda s: not _likelihood_site(s))], data_arrays)
+        return jnp.where(it.valid, it.lp, -jnp.inf)
+
+    def log_density_given(self, u, data_arrays, discrete_values, source=False):
+        """The density with discrete latents at given values (nothing summed out: for the
+        rewritten program, the summed-out factors at those values)."""
+        it = self.run([Substitute(discrete_values), Unconstrain(self.layout, u)], data_arrays,
+                      source=source)
+        return jnp.where(it.valid, it.lp, -jnp.inf)
+
+    # ------------------------------------------------------------ summed-out discrete latents
+    @property
+    def marginal(self):
+        """The latents summed out of the density (name → Marginal node), or None."""
+        nodes = {s.name: s for s in self.ir.body if isinstance(s, N.Marginal)}
+        return nodes or None
+
+    def discrete_posterior(self, key, u, data_arrays):
+        """Summed-out latents at u: a draw from p(z | θ, data) and per-element probabilities."""
+        if self.marginal is None:
+            return {}
+        it = self.run([Unconstrain(self.layout, u), DrawMarginal(key)], data_arrays)
+        out = {}
+        for name in self.marginal:
+            out[name] = it.env[name]
+            out[prob_name(name)] = it.env[prob_name(name)]
+        return out
 
     def evaluate(self, u, data_arrays):
         """Constrained values of latents and top-level deterministic variables at u."""
-        src = _FlatSource(u, self.slot_by_name, jacobian=False)
-        env = self.base_env(data_arrays)
-        ev = Evaluator(self.graph, "density", env, src, fixed=self.fixed_names)
-        ev.exec(self.graph.body)
-        out = {n: ev.env[n] for n in self.latent_names}
-        for n in self.deterministic_names:
-            if n in ev.env:
-                out[n] = ev.env[n]
-        return out
+        it = self.run([Unconstrain(self.layout, u, jacobian=False)], data_arrays)
+        out = {n: it.env[n] for n in self.latent_names}
+        out.update({n: it.env[n] for n in self.deterministic_names if n in it.env})
+        return reported(out)
 
     def generated(self, key, values, data_arrays):
-        env = self.base_env(data_arrays)
-        env.update(values)
-        ev = Evaluator(self.graph, "sample", env, key=key, given=values, run_generated=True,
-                       fixed=self.fixed_names)
-        ev.exec(self.graph.body)
-        return {n: ev.env[n] for n in self.generated_names if n in ev.env}
+        """Generated quantities given the values of the latents (one posterior draw)."""
+        it = self.run([Substitute(values), Seed(key), Generate()], data_arrays, source=True)
+        return reported({n: it.env[n] for n in self.generated_names if n in it.env})
 
     def prior_sample(self, key, data_arrays, simulate_data=False):
         """Draw every random variable from the prior (and the observed data, if asked)."""
-        env = self.base_env(data_arrays)
-        ev = Evaluator(self.graph, "sample", env, key=key, simulate_data=simulate_data,
-                       fixed=self.fixed_names)
-        ev.exec(self.graph.body)
-        ck = self.graph.checked
-        out = {n: ev.env[n] for n, v in ck.variables.items()
-               if v.kind in ("latent", "deterministic") and n in ev.env}
+        handlers = [Seed(key)] + ([Simulate()] if simulate_data else [])
+        it = self.run(handlers, data_arrays, source=True)
+        out = {n: it.env[n] for n, v in self.ir.variables.items()
+               if v.kind in ("latent", "deterministic") and n in it.env}
         if simulate_data:
-            out.update({n: ev.env[n] for n in self.observed_names})
-        return out
+            out.update({n: it.env[n] for n in self.observed_names})
+        return reported(out)
+
+    def constraints_at(self, values, data_arrays=None) -> Dict[str, Any]:
+        """The support of every continuous latent with the others at `values`."""
+        data_arrays = self.data_arrays if data_arrays is None else data_arrays
+        found = _Constraints()
+        self.run([Substitute(values), found], data_arrays)
+        return found.found
 
     def unconstrain(self, values: Dict[str, Any], data_arrays=None):
         """Inverse of the constraining transforms (for initial values and tests)."""
-        data_arrays = self.data_arrays if data_arrays is None else data_arrays
-        parts = []
-        # supports may depend on other variables: evaluate them at the given values
-        for s in self.slots:
-            c = self._constraint_at(s.name, values, data_arrays)
-            parts.append(jnp.ravel(biject_to(c).inv(jnp.asarray(values[s.name]))))
+        cs = self.constraints_at(values, data_arrays)
+        parts = [jnp.ravel(biject_to(cs[s.name]).inv(jnp.asarray(values[s.name]))) for s in self.slots]
         return jnp.concatenate(parts) if parts else jnp.zeros((0,))
 
-    def _constraint_at(self, name, values, data_arrays):
-        class _Grab:
-            def __init__(self):
-                self.c = {}
+    def diagnose_point(self, u, data_arrays=None) -> List[Problem]:
+        """Why the density is not finite at u: run-time checks that fail (indices out of
+        range) and distribution arguments outside their domain, with their lines."""
+        return explain(self, u, self.data_arrays if data_arrays is None else data_arrays)
 
-            def take(self, n, shape, constraint, ev):
-                self.c[n] = constraint
-                return jnp.asarray(values[n])
-
-        g = _Grab()
-        ev = Evaluator(self.graph, "density", self.base_env(data_arrays), g, fixed=self.fixed_names)
-        ev.exec(self.graph.body)
-        return g.c[name]
-
-    # ------------------------------------------------------------ translation validation
-    def reference_log_density(self, u, data_arrays):
+    # ------------------------------------------------------------ the independent reference
+    def reference_log_density(self, u, data_arrays, handlers=()):
         """The same density through numpyro: loops unrolled, one numpyro.sample site each."""
-        import numpyro
-        from numpyro.infer.util import log_density
-
         def model():
-            src = _FlatSource(u, self.slot_by_name)
-            ev = Evaluator(self.graph, "reference", self.base_env(data_arrays), src,
-                           fixed=self.fixed_names)
-            ev.exec(self.graph.body)
+            it = self.run([Unconstrain(self.layout, u)] + list(handlers) + [Unroll(), NumpyroSites()],
+                          data_arrays, source=True)
+            # run-time checks (indices in range) hold or the density is -inf, as in the lowering
+            numpyro.factor("__checks", jnp.where(it.valid, 0.0, -jnp.inf))
 
         with numpyro.handlers.seed(rng_seed=0):
-            lp, _ = log_density(model, (), {}, {})
+            lp, _ = numpyro_log_density(model, (), {}, {})
         return lp
 
-    def validate(self, key=0, num_points=3, max_unrolled=2000, rtol=1e-6):
-        """Lowered log density = numpyro reference at random points; returns what was compared."""
-        size = self._unrolled_size()
-        if size > max_unrolled:
-            return {"checked": False, "reason": f"more than {max_unrolled} unrolled statements"}
-        # Points from numpy: drawing them with JAX would compile a generator just for this.
-        rng = np.random.default_rng(_seed_of(key))
-        us = jnp.asarray(rng.uniform(-2.0, 2.0, (num_points, self.dim)))
-        lowered = np.asarray(jax.jit(jax.vmap(self.log_density, in_axes=(0, None)))(us, self.data_arrays))
-        # A small reference compiles quickly; a large unrolled one is cheaper to run eagerly.
-        ref = self.reference_log_density
-        if size <= 200:
-            ref = jax.jit(jax.vmap(ref, in_axes=(0, None)))
-            reference = np.asarray(ref(us, self.data_arrays))
-        else:
-            reference = np.array([float(ref(u, self.data_arrays)) for u in us])
-        diffs = [check_agreement(a, b, "the lowered log density against numpyro's reference", rtol)
-                 for a, b in zip(lowered.tolist(), reference.tolist())]
-        return {"checked": True, "points": num_points, "max_abs_diff": max(diffs) if diffs else 0.0}
-
-    def _unrolled_size(self):
-        total = 0
-
+    def unrolled_size(self, limit: int = 10 ** 7) -> int:
+        """How many simple statements run when every loop is unrolled."""
         def count(body, mult):
-            nonlocal total
+            total = 0
             for s in body:
-                if isinstance(s, A.For):
+                if isinstance(s, N.Loop):
                     try:
-                        lo = _const(s.lo, self.static)
-                        hi = _const(s.hi, self.static)
+                        it = Interpreter(self.ir, dict(self.static))
+                        lo, hi = it.loop_bounds(s)
                         n = max(0, hi - lo + 1)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - bounds known only at run time
                         n = 1000
-                    count(s.body, mult * n)
-                elif isinstance(s, A.If):
-                    count(s.then, mult)
-                    count(s.orelse, mult)
+                    total += count(s.body, mult * n)
+                elif isinstance(s, N.Branch):
+                    total += count(s.then, mult) + count(s.orelse, mult)
+                elif isinstance(s, N.Generated):
+                    continue
                 else:
                     total += mult
+                if total > limit:
+                    return total
+            return total
 
-        count(self.graph.body, 1)
-        return total
-
-
-def _const(e, static):
-    if isinstance(e, A.Num):
-        return e.value
-    if isinstance(e, A.Name):
-        return static[e.id]
-    if isinstance(e, A.BinOp) and e.op in "+-*":
-        a, b = _const(e.left, static), _const(e.right, static)
-        return {"+": a + b, "-": a - b, "*": a * b}[e.op]
-    raise ValueError
+        return count(self.ir.body, 1)
 
 
-def _seed_of(key) -> int:
+def reported(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Values as reported: arrays whose size is random at their largest size, NaN beyond the
+    active entries."""
+    return {n: jnp.where(v.mask(), v.values, jnp.nan) if isinstance(v, Padded) else v
+            for n, v in values.items()}
+
+
+def _likelihood_site(site) -> bool:
+    return site.kind == "factor" or (site.kind == "draw" and site.role == "observed")
+
+
+def seed_of(key) -> int:
     """An integer seed from an int or a JAX key (raw or typed)."""
     if isinstance(key, (int, np.integer)):
         return int(key)
     if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     return int(np.asarray(key).ravel()[-1])
+
+
+def data_signature(b: BoundData) -> str:
+    """What a lowering depends on besides the program: the integer sizes, the shapes and types
+    of the data arrays, and the values held fixed."""
+    h = hashlib.sha1()
+    h.update(repr(sorted(b.static.items())).encode())
+    for k in sorted(b.arrays):
+        h.update(f"{k}:{b.arrays[k].shape}:{b.arrays[k].dtype}".encode())
+    for k in sorted(b.fixed):
+        h.update(k.encode() + np.ascontiguousarray(b.fixed[k]).tobytes())
+    return h.hexdigest()

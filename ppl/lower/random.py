@@ -46,3 +46,14 @@ def split_keys(key, num: int) -> Tuple:
     outside compiled code compiles a slice)."""
     rows = _state(_entropy(key), num).reshape(num, WORDS)
     return tuple(_wrap(r) for r in rows)
+
+
+_STREAMS = {"init": 1, "run": 2, "generated": 3, "discrete": 4, "evidence": 5, "smoothing": 6}
+
+
+def chain_keys(seed: int, chains: int, stream: str):
+    """One key per chain for one use (`stream`), each from (seed, stream, chain index) alone:
+    chain c's draws do not depend on how many chains run beside it."""
+    s = _STREAMS[stream]
+    rows = np.stack([_state([int(seed) % 2**64, s, c], 1) for c in range(chains)])
+    return _wrap(rows.reshape(chains, WORDS))

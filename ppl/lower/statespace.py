@@ -1,6 +1,6 @@
 """A state-space form (ppl/ir/statespace.py) lowered to the functions a particle filter runs.
 
-The per-step functions run the model's own statements through the `Evaluator`: the state
+The per-step functions run the model's own statements through the interpreter: the state
 variables are put in the environment as `LagWindow` values, so `x[t]` reads the particle's
 current state and `x[t-1]` its previous one — a particle carries one step, never a
 trajectory. Static parameters, data and top-level deterministic variables travel as one
@@ -25,11 +25,12 @@ import numpyro.distributions as nd
 
 from ..algorithms import kalman as _kalman
 from ..algorithms import particle_filter as _pf
-from ..ir.statespace import StateSpaceForm
-from ..syntax import ast as A
+from ..ir import nodes as N
+from ..ir.statespace import StateSpace, StateSpaceForm
 from ..syntax.errors import PPLInternalError
-from .evaluator import Evaluator, LoweringError, _Indexable, static_int
-from .model import LoweredModel, _FlatSource
+from .handlers import Substitute, Unconstrain
+from .interpreter import Indexable, Interpreter, LoweringError, static_int
+from .model import LoweredModel
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -45,35 +46,26 @@ def _log_prob(d, value):
     return d.log_prob(value)
 
 
-class LagWindow(_Indexable):
+class LagWindow(Indexable):
     """A state variable seen from one step: `x[t]` is `cur`, `x[t-1]` is `prev`."""
 
     def __init__(self, name, cur, prev):
         self.name, self.cur, self.prev = name, cur, prev
 
-    def index(self, ev, e: A.Index):
+    def index(self, interp, e: N.Index):
         i = e.indices[0]
-        if isinstance(i, A.BinOp) and i.op == "-":
+        if isinstance(i, N.Binary) and i.op == "-":
             if self.prev is None:
-                raise ev.err(f'"{self.name}" has no previous step here', e.span)
+                raise interp.err(f'"{self.name}" has no previous step here', e.span)
             return self.prev
         return self.cur
 
 
-class _ValueSource:
-    """Latent values given by name (constrained): the static parameters of a filter run."""
-
-    def __init__(self, values):
-        self.values = values
-
-    def take(self, name, shape, constraint, ev):
-        return jnp.asarray(self.values[name])
-
-
 class SSMLowering:
-    def __init__(self, lowered: LoweredModel, form: StateSpaceForm):
+    def __init__(self, lowered: LoweredModel, form: Optional[StateSpaceForm] = None):
         self.lowered = lowered
-        self.form = form
+        self.form = form if form is not None else state_space_form(lowered.ir)
+        form = self.form
         self.graph = lowered.graph
         ev = self.static_evaluator()
         self.T = static_int(ev.expr(form.T), form.T.span, "the number of time steps")
@@ -81,7 +73,7 @@ class SSMLowering:
             raise LoweringError("a particle filter needs at least 2 time steps", form.T.span)
         for n in form.state_vars:
             v = self.graph.var(n)
-            size = static_int(ev.expr(v.type.dims[0][0]), v.type.span, "a size")
+            size = static_int(ev.expr(v.type.dims[0]), v.type.span, "a size")
             if size != self.T:
                 raise LoweringError(f'"{n}" has {size} elements but the transitions run to {self.T}',
                                     v.span)
@@ -99,10 +91,9 @@ class SSMLowering:
             self.dtypes[n] = jnp.int32 if self.graph.var(n).discrete else jnp.result_type(float)
 
     # ------------------------------------------------------------ environment
-    def static_evaluator(self) -> Evaluator:
-        """An evaluator of expressions the data fix (sizes, loop bounds)."""
-        return Evaluator(self.graph, "density", dict(self.lowered.static),
-                         fixed=self.lowered.fixed_names)
+    def static_evaluator(self) -> Interpreter:
+        """An interpreter of expressions the data fix (sizes, loop bounds)."""
+        return Interpreter(self.lowered.ir, dict(self.lowered.static))
 
     @functools.cached_property
     def step_names(self) -> frozenset:
@@ -112,38 +103,33 @@ class SSMLowering:
         names = set(self.lowered.static) | set(self.lowered.data_arrays) | set(self.lowered.fixed)
         names |= set(self.form.params)
         for st in self.form.static:
-            if isinstance(st, (A.Assign, A.Sample)):
+            if isinstance(st, (N.Let, N.Draw)):
                 names.add(st.target.name)
-            elif isinstance(st, A.VarDecl):
+            elif isinstance(st, N.Declare):
                 names.add(st.name)
         return frozenset(names)
 
     def prepare(self, theta: Dict[str, Any], data_arrays):
         """(params, static log density): the environment of every step, from the static
         parameter values `theta` (constrained; the fixed ones come from the data)."""
-        return self._prepare(_ValueSource(theta), data_arrays)
+        return self._prepare(Substitute(theta), data_arrays)
 
     def prepare_unconstrained(self, u, data_arrays):
         """`prepare` from the model's flat unconstrained vector `u` (only the static
         parameters' slots are read). The static log density then includes the transforms'
         log-Jacobians: it is the prior density of the unconstrained parameters."""
-        return self._prepare(_FlatSource(u, self.lowered.slot_by_name), data_arrays)
+        return self._prepare(Unconstrain(self.lowered.layout, u), data_arrays)
 
-    def _prepare(self, source, data_arrays):
-        env = self.lowered.base_env(data_arrays)
-        ev = Evaluator(self.graph, "density", env, source, fixed=self.lowered.fixed_names)
-        ev.exec(self.form.static)
-        params = {k: v for k, v in ev.env.items() if not isinstance(v, (int, bool)) or
-                  k not in self.lowered.static}
-        params = {k: v for k, v in params.items() if k not in self.lowered.static}
-        return params, ev.lp
+    def _prepare(self, values, data_arrays):
+        it = self.lowered.run([values], data_arrays, body=self.form.static)
+        params = {k: v for k, v in it.env.items() if k not in self.lowered.static}
+        return params, it.lp
 
     def _ev(self, params, windows, t):
         env = dict(self.lowered.static)
         env.update(params)
         env.update(windows)
-        ev = Evaluator(self.graph, "density", env, fixed=self.lowered.fixed_names)
-        return ev
+        return Interpreter(self.lowered.ir, env)
 
     def _run_state(self, stmts, key, state, prev, t, params, eps=None):
         """Draw (key given) or score (state given) the state statements of one step.
@@ -305,7 +291,7 @@ class SSMLowering:
     def _location_scale(self, stmts):
         """Whether every statement draws a continuous state from `normal` / `std_normal`, so
         the particles can share one batch of standard normal draws."""
-        return all(isinstance(st.stmt.dist, A.Call) and st.stmt.dist.func in ("normal", "std_normal")
+        return all(st.stmt.dist.name in ("normal", "std_normal")
                    and jnp.issubdtype(self.dtypes[st.target], jnp.floating) for st in stmts)
 
     # ------------------------------------------------------------ Gaussian coefficients
@@ -447,17 +433,24 @@ class SSMLowering:
         return lp
 
     def joint_reference(self, values, data_arrays):
-        """The graph's joint log density (no Jacobians) at constrained `values`."""
-        lw = self.lowered
-        discrete = {n: values[n] for n in self.form.state_vars if self.graph.var(n).discrete}
-        cont = {s.name: values[s.name] for s in lw.slots}
-        if discrete:
-            from .marginalize import ValuesSource
-            u = lw.unconstrain(cont, data_arrays) if lw.slots else jnp.zeros((0,))
-            src = ValuesSource(_FlatSource(u, lw.slot_by_name, jacobian=False), discrete)
-        else:
-            u = lw.unconstrain(cont, data_arrays) if lw.slots else jnp.zeros((0,))
-            src = _FlatSource(u, lw.slot_by_name, jacobian=False)
-        ev = Evaluator(self.graph, "density", lw.base_env(data_arrays), src, fixed=lw.fixed_names)
-        ev.exec(self.graph.body)
-        return ev.lp
+        """The model's joint log density (no Jacobians) at constrained `values`, from the
+        program as written."""
+        it = self.lowered.run([Substitute(values)], data_arrays, source=True)
+        return it.lp
+
+
+def state_space_form(ir: N.ModelIR) -> StateSpaceForm:
+    """The form held by the program's `StateSpace` node (ppl/ir/rewrites.py)."""
+    for s in ir.body:
+        if isinstance(s, StateSpace):
+            return s.form
+    raise LoweringError("the program has no state-space part (extract_state_space was not applied)",
+                        None)
+
+
+def _run_state_space(interp: Interpreter, node: StateSpace):
+    """Run as a program, the node is the statements it was read from."""
+    interp.run(node.form.program)
+
+
+Interpreter.executors[StateSpace] = _run_state_space

@@ -1,13 +1,19 @@
 """The pass contract.
 
-A pass turns a model into an inference program in three steps:
+A pass turns a model into an inference program in four steps:
 - `diagnose(graph)`: can it run on this model? If not, a message naming the variable and line.
-- `transform(lowered, options)`: build the program.
+- `rewrite(ir, options)`: the IR → IR transformation the pass needs (ppl/ir/rewrites.py; often
+  none). The runtime lowers the rewritten IR with the data (ppl/lower/model.py).
+- `build(lowered, options)`: the program — kernels from ppl/algorithms composed; a pass holds no
+  algorithm of its own.
 - `validate(program, key)`: cheap numeric identities that must hold if the transformation
-  preserves the model's distribution; a failure is a bug in ppl (PPLInternalError).
+  preserves the model's distribution (ppl/lower/validation.py, one validator per contract); a
+  failure is a bug in ppl (PPLInternalError).
 
-Each program declares the contract its correctness test checks: "exact" (the distribution is
-unchanged), "unbiased-evidence" (particle populations) or "target-invariant" (MCMC kernels).
+Programs run as `program.run(data_arrays, seed, progress)` and return `Draws`. Each declares the
+contract its correctness test checks: "exact" (the distribution is unchanged),
+"unbiased-evidence" (particle populations), "target-invariant" (MCMC kernels) or "elbo-bound"
+(variational).
 """
 from __future__ import annotations
 
@@ -15,10 +21,14 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..ir import nodes as N
 from ..ir.graph import ModelGraph
-from ..syntax.ast import Span
+from ..lower.random import chain_keys
+from ..syntax.span import Span
 
 
 @dataclass(frozen=True)
@@ -46,38 +56,27 @@ class InferencePass(abc.ABC):
     name: str = ""
     contract: str = ""
     summary: str = ""
+    options: Dict[str, str] = {}  # the method options it accepts, with what each does
 
     @abc.abstractmethod
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
         """Whether this pass can run the model, and why (not)."""
 
+    def rewrite(self, ir: N.ModelIR, options: Dict[str, Any]) -> N.ModelIR:
+        """The IR this pass lowers (default: the program as written)."""
+        return ir
+
     @abc.abstractmethod
-    def transform(self, lowered, options: Dict[str, Any]):
+    def build(self, lowered, options: Dict[str, Any]):
         """The inference program for this lowered model."""
 
     @abc.abstractmethod
     def validate(self, program, key) -> Dict[str, Any]:
         """Numeric identities that hold if the transformation preserved the distribution."""
 
-
-_REGISTRY: Dict[str, InferencePass] = {}
-# method="auto" asks the passes in this order and takes the first that can run
-PREFERENCE: List[str] = ["enumerate", "nuts", "smc", "mhg", "vsde"]
-
-
-def register(p: InferencePass) -> InferencePass:
-    _REGISTRY[p.name] = p
-    return p
-
-
-def passes() -> Dict[str, InferencePass]:
-    from . import nuts  # noqa: F401  (registers itself)
-    for mod in ("enumerate", "smc", "mhg", "vsde"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ImportError:
-            pass
-    return dict(_REGISTRY)
+    def describe(self, graph: ModelGraph) -> List[str]:
+        """What `ppl check` prints about this pass for the model (beyond the diagnosis)."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -93,25 +92,41 @@ class Plan:
         return "\n".join(lines)
 
 
-def choose(graph: ModelGraph, method: str = "auto") -> Plan:
-    from ..syntax.errors import PPLCheckError
-    available = passes()
-    if method != "auto":
-        if method not in available:
-            raise PPLCheckError(f'unknown method "{method}"', None,
-                                "methods: auto, " + ", ".join(sorted(available)))
-        d = available[method].diagnose(graph)
-        if not d:
-            raise PPLCheckError(f"{method} cannot run this model: {d.reason}", d.span, None,
-                                graph.program.source, graph.program.filename)
-        return Plan(method, d.reason, [])
-    rejected = []
-    for name in PREFERENCE:
-        if name not in available:
-            continue
-        d = available[name].diagnose(graph)
-        if d:
-            return Plan(name, d.reason, rejected)
-        rejected.append(f"{name}: {d.reason}")
-    raise PPLCheckError("no inference method can run this model", None,
-                        "; ".join(rejected), graph.program.source, graph.program.filename)
+class Finalize:
+    """Draws of the flat unconstrained vector → what a run reports: the constrained latents and
+    deterministic variables (`posterior`), the summed-out discrete latents drawn from their
+    conditional posterior, and the generated quantities (`posterior_predictive`), each keyed
+    per chain from (seed, chain) alone. One compiled transform per lowered model, shared by
+    every program that produces flat draws (NUTS, particle Gibbs, PMMH, tempered SMC)."""
+
+    def __init__(self, lowered):
+        self.lowered = lowered
+        self.evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self.generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
+        self.discrete = jax.jit(jax.vmap(lowered.discrete_posterior, (0, 0, None)))
+        self.compiled = None  # evaluate, compiled ahead of time (NUTS does it in the background)
+
+    def precompile(self, n, data_arrays):
+        flat = jax.ShapeDtypeStruct((n, self.lowered.dim), jnp.result_type(float))
+        self.compiled = self.evaluate.lower(flat, data_arrays).compile()
+
+    def __call__(self, flat, chains: int, draws: int, data_arrays, seed: int):
+        """(posterior, posterior_predictive), arrays (chains, draws, *shape)."""
+        shape = (chains, draws)
+        evaluate = self.compiled if self.compiled is not None else self.evaluate
+        values = evaluate(jnp.asarray(flat), data_arrays)
+        if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
+            keys = _per_draw(chain_keys(seed, chains, "discrete"), draws)
+            values = dict(values, **self.discrete(keys, flat, data_arrays))
+        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        predictive = {}
+        if self.lowered.generated_names:
+            keys = _per_draw(chain_keys(seed, chains, "generated"), draws)
+            gen = self.generated(keys, values, data_arrays)
+            predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+        return posterior, predictive
+
+
+def _per_draw(keys, draws):
+    """(chains · draws) keys, row c·draws + d from chain c's key."""
+    return jax.vmap(lambda k: jax.random.split(k, draws))(keys).reshape((-1,))

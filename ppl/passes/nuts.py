@@ -1,18 +1,27 @@
-"""The `nuts` pass: static continuous models → NUTS chains on the flat unconstrained vector."""
+"""The `nuts` pass: static continuous models → NUTS chains on the flat unconstrained vector.
+
+Rewrite: finite discrete latents are summed out of the density where the discrete analysis
+finds the structure (`ppl.ir.rewrites.marginalize`); their posterior comes back per draw.
+Program: NumPyro's NUTS kernel driven by `ppl.algorithms.nuts.NutsSampler`.
+Contract: target-invariant.
+"""
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Dict, Optional
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..algorithms.nuts import NutsSampler
-from ..lower.random import rng_key, split, split_keys
+from ..ir import nodes as N
+from ..ir.discrete import analyze
 from ..ir.graph import ModelGraph
+from ..ir.rewrites import marginalize
 from ..lower.model import LoweredModel
+from ..lower.random import chain_keys
+from ..lower.validation import located_problems, validate_density
 from ..syntax.errors import PPLRuntimeError
-from .base import Diagnosis, Draws, InferencePass, register
+from .base import Diagnosis, Draws, Finalize, InferencePass
 
 
 class NutsProgram:
@@ -21,38 +30,35 @@ class NutsProgram:
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, warmup=1000,
                  target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10):
         self.lowered = lowered
-        self.chains, self.draws, self.warmup = chains, draws, warmup
+        self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
         self.max_tree_depth = max_tree_depth
         potential = lambda u, data: -lowered.log_density(u, data)  # noqa: E731
-        self.potential = potential
-        total = warmup + draws
-        self.sampler = NutsSampler(potential, warmup, draws, target_accept, max_tree_depth,
-                                   dense_mass, chunk=max(1, -(-total // chunks)), num_chains=chains)
+        total = self.warmup + self.draws
+        self.sampler = NutsSampler(potential, self.warmup, self.draws, target_accept, max_tree_depth,
+                                   dense_mass, chunk=max(1, -(-total // chunks)),
+                                   num_chains=self.chains)
         self._precompiling = None
-        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
-        self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
+        self.finalize = Finalize(lowered)
 
-    def precompile_in_background(self):
+    def precompile_in_background(self, data_arrays):
         """Start compiling now, on two threads (XLA compiles outside the GIL): the sampling
         kernel on one, initialisation and the output transform on the other. `run` waits."""
-        import threading
-        k = rng_key(0)
-        keys = split(k, self.chains)
-        data, dim = self.lowered.data_arrays, self.lowered.dim
-        flat = jax.ShapeDtypeStruct((self.chains * self.draws, dim), jnp.result_type(float))
+        init_keys = chain_keys(0, self.chains, "init")
+        keys = chain_keys(0, self.chains, "run")
+        dim = self.lowered.dim
 
         def kernel():
-            self.sampler.precompile(k, keys, data, dim)
+            self.sampler.precompile(init_keys, keys, data_arrays, dim)
 
         def rest():
-            self.sampler.precompile_start(k, keys, data, dim)
-            self._evaluate_compiled = self._evaluate.lower(flat, data).compile()
+            self.sampler.precompile_start(init_keys, keys, data_arrays, dim)
+            self.finalize.precompile(self.chains * self.draws, data_arrays)
 
         def guarded(f):
             def run():
                 try:
                     f()
-                except Exception:  # run() then compiles the ordinary way
+                except Exception:  # noqa: BLE001 - run() then compiles the ordinary way
                     pass
             return run
 
@@ -60,39 +66,32 @@ class NutsProgram:
         for t in self._precompiling:
             t.start()
 
-    _evaluate_compiled = None
-
-    def run(self, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Draws:
-        key = rng_key(seed)
-        k_init, k_run, k_gen, k_disc = split_keys(key, 4)
-        keys = split(k_run, self.chains)
-        tries = 20
+    def wait(self):
         if self._precompiling is not None:
             for t in self._precompiling:
                 t.join()
             self._precompiling = None
-        state, ok = self.sampler.start(k_init, keys, self.lowered.data_arrays, self.lowered.dim, tries)
+
+    def run(self, data_arrays, seed: int = 0,
+            progress: Optional[Callable[[int, int], None]] = None) -> Draws:
+        init_keys = chain_keys(seed, self.chains, "init")
+        keys = chain_keys(seed, self.chains, "run")
+        tries = 20
+        self.wait()
+        dim = self.lowered.dim
+        state, ok, cand = self.sampler.start(init_keys, keys, data_arrays, dim, tries)
         if not bool(ok):
+            problems = located_problems(self.lowered, np.asarray(cand)[0, 0], data_arrays)
             raise PPLRuntimeError(
                 f"no finite starting point: the log density or its gradient is -inf or NaN at all "
                 f"{tries} random points tried per chain (uniform in [-2, 2] on the unconstrained scale)",
-                None, "check that the data lie in the support of the likelihood and that every scale "
-                "is positive")
-        trace, warm = self.sampler.run(state, self.lowered.data_arrays, progress)
-        flat = trace.z.reshape(-1, self.lowered.dim)
-        evaluate = self._evaluate_compiled or self._evaluate
-        values = evaluate(flat, self.lowered.data_arrays)
-        shape = (self.chains, self.draws)
-        if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
-            dkeys = split(k_disc, flat.shape[0])
-            values = dict(values, **jax.jit(jax.vmap(self.lowered.discrete_posterior, (0, 0, None)))(
-                dkeys, flat, self.lowered.data_arrays))
-        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
-        predictive = {}
-        if self.lowered.generated_names:
-            gkeys = split(k_gen, flat.shape[0])
-            gen = self._generated(gkeys, values, self.lowered.data_arrays)
-            predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+                problems[0][1] if problems else None,
+                "check that the data lie in the support of the likelihood and that every scale "
+                "is positive", self.lowered.ir.source, self.lowered.ir.filename,
+                notes=[text for text, _ in problems])
+        trace, warm = self.sampler.run(state, data_arrays, progress)
+        posterior, predictive = self.finalize(trace.z.reshape(-1, dim), self.chains, self.draws,
+                                              data_arrays, seed)
         stats = {
             "lp": -np.asarray(trace.potential_energy),
             "diverging": np.asarray(trace.diverging),
@@ -115,19 +114,23 @@ class NutsProgram:
             out.warnings.append("non-finite log density in some draws")
         return out
 
+    def validate(self, key):
+        return validate_density(self.lowered, key)
+
 
 class NutsPass(InferencePass):
     name = "nuts"
     contract = "target-invariant"
     summary = "No-U-Turn sampler on all continuous latents (NumPyro's kernel, chains vmapped)"
+    options = {"target_accept": "target acceptance probability of warm-up's step size (0.8)",
+               "max_tree_depth": "largest tree depth (10)",
+               "dense_mass": "adapt a dense mass matrix (false)"}
 
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
         for v in graph.variables("latent"):
             if v.stochastic_size:
                 return Diagnosis(False, f'"{v.name}" (line {v.span.line}) has a size that is random',
                                  v.span)
-        # finite discrete latents are summed out when the IR finds the structure (ir/discrete.py)
-        from ..ir.discrete import analyze
         analysis = analyze(graph) if graph.discrete_latents() else None
         for v in graph.variables("latent"):
             if v.discrete and v.name not in analysis.plans:
@@ -143,17 +146,20 @@ class NutsPass(InferencePass):
                              f"out of the density: {summed}")
         return Diagnosis(True, f"{n} continuous random variable(s), no discrete ones")
 
-    def transform(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
+    def rewrite(self, ir: N.ModelIR, options: Dict[str, Any]) -> N.ModelIR:
+        return marginalize(ir)
+
+    def build(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
         keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass")
         program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
-        program.precompile_in_background()
+        program.precompile_in_background(lowered.data_arrays)
         return program
 
     def validate(self, program: NutsProgram, key) -> Dict[str, Any]:
-        if program.lowered.marginal is not None:
-            from ..lower.marginalize import validate_marginal
-            return validate_marginal(program.lowered, key)
-        return program.lowered.validate(key)
+        return program.validate(key)
 
+    def describe(self, graph: ModelGraph):
+        if not graph.discrete_latents():
+            return []
+        return ["discrete latents:"] + ["  " + line for line in analyze(graph).describe()]
 
-register(NutsPass())

@@ -16,25 +16,29 @@ Contract: "unbiased-evidence" (Ẑ, not log Ẑ, is unbiased; Kalman is exact).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..algorithms import kalman as _kalman
 from ..algorithms import particle_filter as _pf
 from ..algorithms import paris as _paris
 from ..algorithms import particle_gibbs as _pg
 from ..algorithms import tempered_smc as _tsmc
+from ..ir import nodes as N
 from ..ir.graph import ModelGraph
-from ..ir.statespace import StateSpaceForm, find
+from ..ir.rewrites import extract_state_space
+from ..ir.statespace import StateSpace, StateSpaceForm, find
 from ..lower import additive as _additive
 from ..lower.model import LoweredModel
-from ..lower.random import rng_key, split, split_keys
+from ..lower.random import rng_key, split_keys
 from ..lower.statespace import SSMLowering
 from ..lower.validation import check_agreement
 from ..syntax.errors import PPLInternalError, PPLRuntimeError
-from .base import Diagnosis, Draws, InferencePass, register
+from .base import Diagnosis, Draws, Finalize, InferencePass
 
 MAX_GENEALOGY = 5e7  # particle-history elements kept for smoothed trajectories
 MAX_DRAW_ELEMENTS = 2e7
@@ -59,7 +63,7 @@ def evidence_estimate(log_z):
     return est, float(np.std(r, ddof=1) / math.sqrt(n))
 
 
-def _check_failed(failed, ssm: SSMLowering, graph):
+def _check_failed(failed, ssm: SSMLowering, ir):
     failed = np.asarray(failed).ravel()
     bad = failed[failed >= 0]
     if bad.size == 0:
@@ -76,7 +80,7 @@ def _check_failed(failed, ssm: SSMLowering, graph):
         f"every particle has zero weight at time step {t}: {where} has zero (or NaN) density for "
         "all particles", stmt.stmt.span if stmt else None,
         "more particles, a guided proposal (proposal=\"guided\"), or check the data at this step",
-        graph.program.source, graph.program.filename)
+        ir.source, ir.filename)
 
 
 # ============================================================================ additive functionals
@@ -189,9 +193,9 @@ class FilterProgram:
             out["paris"] = jax.lax.map(lambda k: self.additive.estimate(k, params, self.n), ks)
         return out
 
-    def run(self, seed: int = 0, progress=None) -> Draws:
-        out = self._run(rng_key(seed), self.lowered.data_arrays)
-        _check_failed(out["failed"], self.ssm, self.lowered.graph)
+    def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
+        out = self._run(rng_key(seed), data_arrays)
+        _check_failed(out["failed"], self.ssm, self.lowered.ir)
         log_z = np.asarray(out["log_z"])
         est, se = evidence_estimate(log_z)
         posterior = {}
@@ -244,8 +248,7 @@ class KalmanProgram:
     def _run_impl(self, key, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
         model, ys, corr = self.ssm.kalman_model(params)
-        from ..algorithms import kalman as _k
-        res = _k._filter(model, ys)
+        res = _kalman._filter(model, ys)
         out = {"log_z": res.log_evidence + corr + static_lp, "means": res.filtered_means}
         if self.sample_draws and self.draws > 0:
             keys = jax.random.split(key, self.chains * self.draws)
@@ -257,8 +260,8 @@ class KalmanProgram:
                     {n: tr[:, i] for i, n in enumerate(names)}, params))(out["traj"])
         return out
 
-    def run(self, seed: int = 0, progress=None) -> Draws:
-        out = self._run(rng_key(seed), self.lowered.data_arrays)
+    def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
+        out = self._run(rng_key(seed), data_arrays)
         lz = float(out["log_z"])
         posterior = {}
         if "traj" in out:
@@ -425,8 +428,30 @@ class SMCPass(InferencePass):
             return Diagnosis(False, "the model has no latent variables")
         return Diagnosis(True, "static model with proper priors: adaptive tempered SMC")
 
-    def transform(self, lowered: LoweredModel, options: Dict[str, Any]):
-        form, _ = find(lowered.graph)
+    options = {
+        "particles": "particles per filter (1000; particle Gibbs 100, PMMH 500)",
+        "resampling": "systematic, stratified or multinomial (systematic)",
+        "ess_threshold": "resample when the ESS falls below this fraction of N (0.5)",
+        "proposal": "auto, bootstrap or guided (auto)",
+        "smoothing": "auto or genealogy: whether to keep trajectories (auto)",
+        "paris": "estimate additive functionals of the generated block by PaRIS (true)",
+        "paris_draws": "particle Gibbs draws PaRIS runs at (1000)",
+        "parameters": "gibbs (particle Gibbs) or pmmh, when static parameters are free (gibbs)",
+        "mh_steps": "parameter moves per particle Gibbs sweep (5)",
+        "target_accept": "target acceptance of the parameter moves (0.3; PMMH 0.15)",
+        "evidence_draws": "parameter draws for the log evidence by importance sampling (200)",
+        "evidence_particles": "particles per filter in that estimate (1000)",
+        "num_mcmc_steps": "tempered SMC: MH moves per temperature (10)",
+        "target_ess": "tempered SMC: ESS fraction kept per temperature step (0.5)",
+        "max_steps": "tempered SMC: most temperature steps (200)",
+    }
+
+    def rewrite(self, ir: N.ModelIR, options: Dict[str, Any]) -> N.ModelIR:
+        form, _ = find(ModelGraph(ir))
+        return extract_state_space(ir) if form is not None else ir
+
+    def build(self, lowered: LoweredModel, options: Dict[str, Any]):
+        form = next((s.form for s in lowered.ir.body if isinstance(s, StateSpace)), None)
         opts = dict(options)
         if form is not None:
             free = [n for n in form.params if n not in lowered.fixed_names]
@@ -481,11 +506,8 @@ class ParticleGibbsProgram:
         self.n, self.mh_steps, self.target = int(particles), int(mh_steps), float(target_accept)
         self.evidence_draws, self.evidence_particles = int(evidence_draws), int(evidence_particles)
         self.non_centred = self.ssm.location_scale()
-        slots = lowered.slot_by_name
-        self.theta_slots = [slots[n] for n in self.ssm.free_params]
-        self.state_slots = [slots[n] for n in form.state_vars]
-        self.theta_idx = np.concatenate([np.arange(s.offset, s.offset + s.size)
-                                         for s in self.theta_slots]).astype(np.int32)
+        self.theta_idx = lowered.layout.indices(self.ssm.free_params)
+        self.state_slots = [lowered.layout.by_name[n] for n in form.state_vars]
         self.model = self.ssm.model(None)
         self.kalman = form.linear_gaussian and proposal == "auto"
         guided = proposal == "guided" or (proposal == "auto" and form.guided)
@@ -493,20 +515,16 @@ class ParticleGibbsProgram:
         self.evidence_method = ("Kalman filter" if self.kalman else
                                 f"{'guided' if guided else 'bootstrap'} particle filter")
         self._run = jax.jit(self._run_impl)
-        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self.finalize = Finalize(lowered)
         self._evidence = jax.jit(self._evidence_impl)
-        self._generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
         # conditional PaRIS costs about a particle Gibbs sweep: run it at no more than
         # `paris_draws` draws in all, every `paris_every`-th draw of each chain
         self.paris_every = max(1, math.ceil(self.chains * self.draws / max(int(paris_draws), 1)))
         self._paris = jax.jit(self._paris_impl)
 
     def assemble(self, u_theta, traj):
-        u = jnp.zeros(self.lowered.dim)
-        u = u.at[self.theta_idx].set(u_theta)
-        for s in self.state_slots:
-            u = u.at[s.offset:s.offset + s.size].set(traj[s.name])
-        return u
+        u = jnp.zeros(self.lowered.dim).at[self.theta_idx].set(u_theta)
+        return self.lowered.layout.pack({n: traj[n] for n in self.form.state_vars}, u)
 
     def params_at(self, u_theta, data):
         """(step environment, log prior density of the unconstrained parameters)."""
@@ -514,7 +532,6 @@ class ParticleGibbsProgram:
         return self.ssm.prepare_unconstrained(u, data)
 
     def _chain(self, key, data):
-        lw = self.lowered
         k0, k1, k2 = jax.random.split(key, 3)
         d = self.theta_idx.shape[0]
         # Stan's initialisation, uniform in [-2, 2] on the unconstrained scale: a prior draw
@@ -524,93 +541,24 @@ class ParticleGibbsProgram:
         ref = _pg.csmc(k1, self.model, self.params_at(u_theta, data)[0], None, self.n,
                        False).trajectory
         ref = {n: ref[n] for n in self.form.state_vars}
-        total = self.warmup + self.draws
 
-        def logp(ut, traj):
-            return _pf._clean(lw.log_density(self.assemble(ut, traj), data))
+        def sweep(k, ut, ref):
+            new = _pg.csmc(k, self.model, self.params_at(ut, data)[0], ref, self.n, True).trajectory
+            return {n: new[n] for n in self.form.state_vars}
 
-        def metropolis(key, ut, state, target, log_eps, shape):
-            """`mh_steps` random-walk moves on ut; target(ut) -> (log density, state);
-            proposal ut + exp(log_eps) · shape @ z."""
-            def mh(c, kk):
-                ut, lp, st, acc = c
-                ka, kb = jax.random.split(kk)
-                prop = ut + jnp.exp(log_eps) * (shape @ jax.random.normal(ka, (d,)))
-                lp_prop, st_prop = target(prop)
-                a = jnp.minimum(1.0, jnp.exp(jnp.nan_to_num(lp_prop - lp, nan=-jnp.inf)))
-                ok = jax.random.uniform(kb) < a
-                pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-                return (pick(prop, ut), pick(lp_prop, lp),
-                        jax.tree_util.tree_map(pick, st_prop, st), acc + a), None
+        def log_joint(ut, traj):
+            return _pf._clean(self.lowered.log_density(self.assemble(ut, traj), data))
 
-            lp0, _ = target(ut)
-            (ut, _, state, acc), _ = jax.lax.scan(mh, (ut, lp0, state, 0.0),
-                                                  jax.random.split(key, self.mh_steps))
-            return ut, state, acc / self.mh_steps
+        noise = from_noise = None
+        if self.non_centred:
+            def noise(traj, ut):
+                return self.ssm.noise(traj, self.params_at(ut, data)[0])
 
-        def adapt(log_eps, acc, i):
-            rate = 1.0 / (1.0 + i) ** 0.6
-            return jnp.where(i < self.warmup, log_eps + rate * (acc - self.target), log_eps)
+            def from_noise(eps, ut):
+                return self.ssm.from_noise(eps, self.params_at(ut, data)[0])
 
-        # The proposal's shape follows the parameters' covariance, estimated from the last
-        # three quarters of warm-up (Haario et al. 2001's adaptive Metropolis, frozen after
-        # warm-up so the kept draws come from a fixed kernel): with an isotropic step, one
-        # poorly scaled coordinate (an autoregression coefficient next to a well-pinned mean)
-        # sets the step for all and mixes slowly. Scaled to mean variance 1, so the step size
-        # keeps adapting the overall scale.
-        collect_from = self.warmup // 4
-
-        def update_shape(stats, u, i):
-            n, mean, m2 = stats
-            collect = (i >= collect_from) & (i < self.warmup)
-            n1 = n + 1.0
-            delta = u - mean
-            mean1 = mean + delta / n1
-            m21 = m2 + jnp.outer(delta, u - mean1)
-            stats = jax.tree_util.tree_map(lambda new, old: jnp.where(collect, new, old),
-                                           (n1, mean1, m21), stats)
-            return stats
-
-        def shape_of(stats):
-            n, _, m2 = stats
-            cov = m2 / jnp.maximum(n - 1.0, 1.0)
-            cov = cov / jnp.maximum(jnp.trace(cov) / d, 1e-12) + 1e-6 * jnp.eye(d)
-            chol = jnp.linalg.cholesky(cov)
-            ok = (n > max(10, 2 * d)) & jnp.all(jnp.isfinite(chol))
-            return jnp.where(ok, chol, jnp.eye(d))
-
-        def step(carry, inp):
-            u_theta, ref, log_eps, stats = carry
-            i, k = inp
-            shape = shape_of(stats)
-            kc, km, kn = jax.random.split(k, 3)
-            ref = _pg.csmc(kc, self.model, self.params_at(u_theta, data)[0], ref, self.n,
-                           True).trajectory
-            ref = {n: ref[n] for n in self.form.state_vars}
-            # centred: the trajectory stays, the parameters move given it
-            u_theta, ref, acc_c = metropolis(km, u_theta, ref, lambda ut: (logp(ut, ref), ref),
-                                             log_eps[0], shape)
-            accs = [acc_c]
-            if self.non_centred:
-                # non-centred: the noise stays, the trajectory moves with the parameters;
-                # target density of (θ, ε): p(θ, x(θ, ε), y) · Π scale_t (the Jacobian of ε ↦ x)
-                eps = self.ssm.noise(ref, self.params_at(u_theta, data)[0])
-
-                def nc(ut):
-                    traj, log_scale = self.ssm.from_noise(eps, self.params_at(ut, data)[0])
-                    return logp(ut, traj) + log_scale, traj
-
-                u_theta, ref, acc_n = metropolis(kn, u_theta, ref, nc, log_eps[1], shape)
-                accs.append(acc_n)
-            acc = jnp.stack(accs)
-            log_eps = log_eps.at[:acc.shape[0]].set(adapt(log_eps[:acc.shape[0]], acc, i))
-            stats = update_shape(stats, u_theta, i)
-            return (u_theta, ref, log_eps, stats), (self.assemble(u_theta, ref), acc[0])
-
-        stats0 = (jnp.zeros(()), jnp.zeros(d), jnp.zeros((d, d)))
-        init = (u_theta, ref, jnp.full((2,), jnp.log(0.1 / math.sqrt(max(d, 1)))), stats0)
-        _, (us, acc) = jax.lax.scan(step, init, (jnp.arange(total), jax.random.split(k2, total)))
-        return us[self.warmup:], acc[self.warmup:]
+        return _pg.parameter_chain(k2, u_theta, ref, sweep, log_joint, self.warmup, self.draws,
+                                   self.mh_steps, self.target, self.assemble, noise, from_noise)
 
     def _run_impl(self, key, data):
         return jax.vmap(lambda k: self._chain(k, data))(jax.random.split(key, self.chains))
@@ -654,7 +602,7 @@ class ParticleGibbsProgram:
         # a select that resamples at every step
         return jax.lax.map(one, (u, jax.random.split(kf, m))) - log_q
 
-    def evidence(self, seed, u_theta_draws):
+    def evidence(self, seed, u_theta_draws, data_arrays):
         """(log evidence, its standard error) from the parameter draws (rows, unconstrained)."""
         x = np.asarray(u_theta_draws, dtype=float).reshape(-1, self.theta_idx.shape[0])
         x = x[np.all(np.isfinite(x), axis=1)]
@@ -666,33 +614,28 @@ class ParticleGibbsProgram:
         cov = 1.5 * cov + 1e-8 * np.eye(cov.shape[0]) * max(1.0, float(np.max(np.diag(cov))))
         chol = np.linalg.cholesky(cov)
         log_w = np.asarray(self._evidence(split_keys(rng_key(seed), 2)[1], x.mean(0), chol,
-                                          5.0, self.lowered.data_arrays))
+                                          5.0, data_arrays))
         return evidence_estimate(log_w)
 
-    def run(self, seed: int = 0, progress=None) -> Draws:
-        us, acc = self._run(rng_key(seed), self.lowered.data_arrays)
+    def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
+        us, acc = self._run(rng_key(seed), data_arrays)
         flat = np.asarray(us).reshape(-1, self.lowered.dim)
-        values = self._evaluate(flat, self.lowered.data_arrays)
         shape = (self.chains, self.draws)
-        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
         stats = {"acceptance_rate": np.asarray(acc)}
         moves = "random-walk MH (centred and non-centred)" if self.non_centred else "random-walk MH"
         attrs = {"inference_method": "smc", "particles": self.n,
                  "smc_algorithm": f"particle Gibbs (conditional SMC with ancestor sampling) + {moves}"}
-        est, se = self.evidence(seed, flat[:, self.theta_idx])
+        est, se = self.evidence(seed, flat[:, self.theta_idx], data_arrays)
         if np.isfinite(est):
             attrs.update(log_evidence=est, log_evidence_se=se,
                          log_evidence_method=f"importance sampling over the parameters, "
                          f"{self.evidence_draws} draws, {self.evidence_method}")
-        k_gen, k_paris = split_keys(rng_key(seed), 4)[2:]
-        predictive = {}
-        if self.lowered.generated_names:
-            gen = self._generated(split(k_gen, flat.shape[0]), values, self.lowered.data_arrays)
-            predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+        k_paris = split_keys(rng_key(seed), 4)[3]
         if self.additive:
             every = self.paris_every
             picked = np.asarray(us)[:, ::every].reshape(-1, self.lowered.dim)
-            v = np.asarray(self._paris(k_paris, jnp.asarray(picked), self.lowered.data_arrays))
+            v = np.asarray(self._paris(k_paris, jnp.asarray(picked), data_arrays))
             v = v.reshape((self.chains, -1) + v.shape[1:])  # (chains, picked draws, m)
             ses = []
             for i, n in enumerate(self.additive.names):
@@ -760,9 +703,8 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
         self.filter_model = self.evidence_model  # guided when the model allows it
 
     def _chain(self, key, data):
-        k0, k1, k2 = jax.random.split(key, 3)
+        k0, k1 = jax.random.split(key)
         d = self.theta_idx.shape[0]
-        total = self.warmup + self.draws
 
         def estimate(k, ut):
             params, log_prior = self.params_at(ut, data)
@@ -772,29 +714,11 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
             return _pf._clean(res.log_evidence + log_prior), {n: traj[n] for n in self.form.state_vars}
 
         u_theta = jax.random.uniform(k0, (d,), minval=-2.0, maxval=2.0)  # Stan's initialisation
-        lp, traj = estimate(k1, u_theta)
+        return _pg.pmmh_chain(k1, u_theta, estimate, self.warmup, self.draws, self.target,
+                              self.assemble)
 
-        def step(carry, inp):
-            u_theta, lp, traj, log_eps = carry
-            i, k = inp
-            ka, kf, kb = jax.random.split(k, 3)
-            prop = u_theta + jnp.exp(log_eps) * jax.random.normal(ka, (d,))
-            lp_prop, traj_prop = estimate(kf, prop)
-            a = jnp.minimum(1.0, jnp.exp(jnp.nan_to_num(lp_prop - lp, nan=-jnp.inf)))
-            ok = jax.random.uniform(kb) < a
-            pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-            u_theta, lp = pick(prop, u_theta), pick(lp_prop, lp)
-            traj = jax.tree_util.tree_map(pick, traj_prop, traj)
-            rate = 1.0 / (1.0 + i) ** 0.6
-            log_eps = jnp.where(i < self.warmup, log_eps + rate * (a - self.target), log_eps)
-            return (u_theta, lp, traj, log_eps), (self.assemble(u_theta, traj), a)
-
-        init = (u_theta, lp, traj, jnp.log(0.5 / math.sqrt(max(d, 1))))
-        _, (us, acc) = jax.lax.scan(step, init, (jnp.arange(total), jax.random.split(k2, total)))
-        return us[self.warmup:], acc[self.warmup:]
-
-    def run(self, seed: int = 0, progress=None) -> Draws:
-        d = super().run(seed, progress)
+    def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
+        d = super().run(data_arrays, seed, progress)
         d.attrs["smc_algorithm"] = (f"particle marginal Metropolis-Hastings ({self.evidence_method}, "
                                     "random-walk proposals)")
         return d
@@ -802,7 +726,6 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
 
 def _mcse(x):
     """Monte Carlo standard error of the mean of chains (chains, draws), from arviz's ESS."""
-    import warnings  # noqa: PLC0415
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         import arviz as az  # noqa: PLC0415 (imported in the background by the API)
@@ -826,22 +749,14 @@ class TemperedProgram:
         self.draws = self.n
         self.mcmc, self.target_ess, self.resampling = int(num_mcmc_steps), float(target_ess), resampling
         self.max_steps = int(max_steps)
-        obs = frozenset(lowered.observed_names)
-        self._prior_fixed = lowered.fixed_names | obs
         self._run = jax.jit(self._run_impl)
-        self._evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
+        self.finalize = Finalize(lowered)
 
     def log_prior(self, u, data):
-        from ..lower.evaluator import Evaluator
-        from ..lower.model import _FlatSource
-        lw = self.lowered
-        ev = Evaluator(lw.graph, "density", lw.base_env(data), _FlatSource(u, lw.slot_by_name),
-                       fixed=self._prior_fixed)
-        ev.exec(lw.graph.body)
-        return ev.lp
+        return self.lowered.log_prior(u, data)
 
     def log_likelihood(self, u, data):
-        return self.lowered.log_density(u, data) - self.log_prior(u, data)
+        return self.lowered.log_likelihood(u, data)
 
     def prior_sample(self, key, data):
         vals = self.lowered.prior_sample(key, data)
@@ -856,17 +771,15 @@ class TemperedProgram:
                              max_steps=self.max_steps, resampling=self.resampling)
         return jax.vmap(one)(jax.random.split(key, self.chains))
 
-    def run(self, seed: int = 0, progress=None) -> Draws:
-        res = self._run(rng_key(seed), self.lowered.data_arrays)
+    def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
+        res = self._run(rng_key(seed), data_arrays)
         log_z = np.asarray(res.log_evidence)
         if not np.all(np.isfinite(log_z)):
             raise PPLRuntimeError(f"tempered SMC did not reach the posterior within {self.max_steps} "
                                   "temperature steps (or the likelihood is zero for every particle)",
                                   None, "raise max_steps or the number of particles")
         flat = np.asarray(res.particles).reshape(-1, self.lowered.dim)
-        values = self._evaluate(flat, self.lowered.data_arrays)
-        shape = (self.chains, self.n)
-        posterior = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()}
+        posterior, predictive = self.finalize(flat, self.chains, self.n, data_arrays, seed)
         est, se = evidence_estimate(log_z)
         stats = {"log_evidence": log_z[:, None],
                  "num_temperatures": np.asarray(res.num_steps)[:, None]}
@@ -874,7 +787,7 @@ class TemperedProgram:
                  "particles": self.n, "log_evidence": est}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
-        return Draws(posterior, stats, attrs=attrs)
+        return Draws(posterior, stats, predictive, attrs=attrs)
 
     def validate(self, key):
         """log prior + log likelihood = the lowered density, and the prior sampler lands where
@@ -890,5 +803,3 @@ class TemperedProgram:
                                        f"log prior density {lp}")
         return {"checked": True, "points": 2}
 
-
-register(SMCPass())

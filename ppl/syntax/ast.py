@@ -5,18 +5,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple, Union
 
 
-@dataclass(frozen=True)
-class Span:
-    line: int
-    col: int
-    end_line: int
-    end_col: int
-
-    def to(self, other: "Span") -> "Span":
-        return Span(self.line, self.col, other.end_line, other.end_col)
-
-
-NO_SPAN = Span(0, 0, 0, 0)
+from .span import NO_SPAN, Span  # noqa: F401  (re-exported: the AST's nodes carry spans)
 
 
 # ---------------------------------------------------------------- expressions
@@ -46,6 +35,14 @@ class BinOp(Expr):
     op: str
     left: Expr
     right: Expr
+
+
+@dataclass(frozen=True)
+class Ternary(Expr):
+    """`cond ? then : orelse`"""
+    cond: Expr
+    then: Expr
+    orelse: Expr
 
 
 @dataclass(frozen=True)
@@ -213,32 +210,3 @@ class Program:
     body: Tuple[Stmt, ...]
     source: str = field(compare=False, repr=False)
     filename: str = field(compare=False, repr=False)
-
-
-def walk_expr(e):
-    """Yield e and every sub-expression."""
-    yield e
-    if isinstance(e, BinOp):
-        yield from walk_expr(e.left)
-        yield from walk_expr(e.right)
-    elif isinstance(e, UnOp):
-        yield from walk_expr(e.operand)
-    elif isinstance(e, Transpose):
-        yield from walk_expr(e.operand)
-    elif isinstance(e, Call):
-        if e.given is not None:
-            yield from walk_expr(e.given)
-        for a in e.args:
-            yield from walk_expr(a)
-    elif isinstance(e, Index):
-        yield from walk_expr(e.base)
-        for i in e.indices:
-            yield from walk_expr(i)
-    elif isinstance(e, Slice):
-        if e.lo is not None:
-            yield from walk_expr(e.lo)
-        if e.hi is not None:
-            yield from walk_expr(e.hi)
-    elif isinstance(e, ArrayLit):
-        for a in e.items:
-            yield from walk_expr(a)

@@ -102,5 +102,5 @@ def test_not_state_space_reasons_name_variable_and_line():
 def test_improper_param_stops_smc():
     m = ppl.compile(LG.replace("x: real[T]", "param a: real\nx: real[T]")
                     .replace("0.9 * x", "a * x"))
-    d = ppl.passes.base.passes()["smc"].diagnose(m.graph)
+    d = ppl.passes.passes()["smc"].diagnose(m.graph)
     assert not d and '"a" (line 4)' in d.reason and "flat prior" in d.reason

@@ -11,6 +11,8 @@ import pytest
 from numpyro.infer.util import log_density
 
 import ppl
+from ppl.ir.nodes import Loop
+from ppl.lower.validation import validate_density
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -24,7 +26,7 @@ def lowered(source, data):
 def test_examples_match_numpyro_reference(name):
     model = ppl.load(EXAMPLES / f"{name}.ppl")
     low = model.lower(EXAMPLES / f"{name}.json")
-    res = low.validate(jax.random.PRNGKey(1), num_points=2)
+    res = validate_density(low, jax.random.PRNGKey(1), num_points=2)
     assert res["checked"] and res["max_abs_diff"] < 1e-8
 
 
@@ -74,7 +76,7 @@ y ~ normal(s, sigma)
 def test_deterministic_recurrence_is_scanned_and_correct():
     data = {"N": 6, "y": [0.1, 0.5, -0.2, 1.0, 0.3, 0.0]}
     a, b = lowered(RECURRENCE, data), lowered(CUMSUM, data)
-    plans = list(a.graph.loop_plans.values())
+    plans = [s.plan for s in a.ir.body if isinstance(s, Loop)]
     assert plans[0].density == "scan" and plans[0].carried == ("s",)
     u = jax.random.normal(jax.random.PRNGKey(0), (a.dim,))
     assert float(a.log_density(u, a.data_arrays)) == pytest.approx(float(b.log_density(u, b.data_arrays)))
@@ -100,7 +102,8 @@ def test_if_on_data_inside_a_vectorised_loop():
     x = np.array([1.0, -1.0, 2.0, -0.5])
     y = np.array([0.3, 0.1, -0.4, 1.2])
     low = lowered(BRANCHES, {"N": 4, "x": x, "y": y})
-    assert low.graph.loop_plans and list(low.graph.loop_plans.values())[0].density == "vectorize"
+    plans = [s.plan for s in low.ir.body if isinstance(s, Loop)]
+    assert plans and plans[0].density == "vectorize"
     mu = 0.7
     expected = (nd.Normal(0, 1).log_prob(mu)
                 + np.where(x > 0, nd.Normal(mu, 1).log_prob(y), nd.Normal(-mu, 2).log_prob(y)).sum())
@@ -126,7 +129,7 @@ def constrained():
 def test_constrained_types_layout_and_reference(constrained):
     dims = {s.name: s.size for s in constrained.slots}
     assert dims == {"lo": 1, "x": 1, "w": 2, "L": 3, "v": 3}
-    assert constrained.validate(jax.random.PRNGKey(3))["checked"]
+    assert validate_density(constrained, jax.random.PRNGKey(3))["checked"]
 
 
 def test_constrained_values_respect_their_supports(constrained):
@@ -170,3 +173,26 @@ def test_fixed_values_are_held_and_leave_the_density():
     assert [s.name for s in low.slots] == ["mu"]
     expected = nd.Normal(0, 1).log_prob(0.3) + nd.Normal(0.3, 2.0).log_prob(jnp.array([0.5, 1.5])).sum()
     assert float(low.log_density(jnp.array([0.3]), low.data_arrays)) == pytest.approx(float(expected))
+
+
+TERNARY = """
+data N: int
+data x: real[N]
+data y: real[N]
+mu ~ normal(0, 1)
+s = mu > 0 ? 1.0 : 2.0
+for n in 1:N {
+  y[n] ~ normal(x[n] > 0 ? mu : -mu, s)
+}
+"""
+
+
+def test_conditional_expression():
+    x, y = np.array([1.0, -1.0, 0.5]), np.array([0.2, 0.1, -0.3])
+    low = lowered(TERNARY, {"N": 3, "x": x, "y": y})
+    for mu in (0.4, -0.7):
+        s = 1.0 if mu > 0 else 2.0
+        expected = nd.Normal(0, 1).log_prob(mu) + nd.Normal(np.where(x > 0, mu, -mu), s).log_prob(y).sum()
+        assert float(low.log_density(jnp.array([mu]), low.data_arrays)) == pytest.approx(float(expected))
+    with pytest.raises(ppl.PPLError, match="condition of `\\? :`"):
+        ppl.compile("mu ~ normal(0, 1)\ns = 2.5 ? 1 : 2\n")

@@ -11,8 +11,8 @@ import pytest
 import ppl
 from ppl.algorithms import hmm
 from ppl.ir.discrete import analyze
-from ppl.lower.marginalize import validate_marginal
-from ppl.passes.base import passes
+from ppl.lower.validation import validate_marginal
+from ppl.passes import passes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 
 import ppl
 from ppl.algorithms import hmm
-from ppl.passes.base import choose, passes
+from ppl.passes import passes
 from ppl.syntax.errors import PPLError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,5 +122,5 @@ def test_validation_compares_with_numpyro(sprinkler):
     lowered = model.lower(ROOT / "examples" / "sprinkler.json")
     p = passes()["enumerate"]
     import jax
-    res = p.validate(p.transform(lowered, {"chains": 1, "draws": 10}), jax.random.PRNGKey(3))
+    res = p.validate(p.build(lowered, {"chains": 1, "draws": 10}), jax.random.PRNGKey(3))
     assert res["checked"] and res["max_abs_diff"] < 1e-10

@@ -108,3 +108,29 @@ def test_eight_schools_matches_posteriordb(shared_data):
     failures = compare_to_reference(ours, name, check_convergence=True)
     assert not failures, "\n".join(failures)
     assert int(idata.sample_stats["diverging"].sum()) < 40
+
+
+def test_a_chain_does_not_depend_on_how_many_run_beside_it():
+    m = ppl.load(EXAMPLES / "eight_schools.ppl")
+    two = m.sample(EXAMPLES / "eight_schools.json", chains=2, draws=60, warmup=60, seed=3, validate=False)
+    four = m.sample(EXAMPLES / "eight_schools.json", chains=4, draws=60, warmup=60, seed=3, validate=False)
+    for name in ("mu", "tau", "theta_raw"):
+        np.testing.assert_array_equal(two.posterior[name].values[:2], four.posterior[name].values[:2])
+    assert not np.array_equal(four.posterior["mu"].values[0], four.posterior["mu"].values[1])
+
+
+def test_posterior_predictive_draws_from_counting_distributions():
+    # numpyro's Poisson and negative-binomial samplers need threefry keys; the chains run on rbg
+    m = ppl.compile("""
+data N: int
+data y: int[N]
+lam ~ gamma(2, 1)
+y ~ poisson(lam)
+generated {
+  y_rep ~ poisson(rep(lam, N))
+  z ~ neg_binomial_2(lam, 2.0)
+}
+""")
+    idata = m.sample({"N": 4, "y": [1, 3, 2, 0]}, chains=1, draws=100, warmup=100, seed=0)
+    rep = idata.posterior_predictive["y_rep"].values
+    assert rep.shape == (1, 100, 4) and (rep >= 0).all() and rep.mean() == pytest.approx(1.6, abs=0.6)

@@ -6,7 +6,7 @@ import pytest
 
 import ppl
 from ppl.cli import main
-from ppl.lower import model as lowered_model
+from ppl.lower import handlers
 from ppl.runtime.calibrate import calibrate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,14 +21,14 @@ SCALE_DATA = {"N": 3, "y": [0.5, -1.0, 2.0]}
 
 
 def _drop_log_jacobian(monkeypatch):
-    """The injected bug: the flat source keeps its transforms but forgets their log-Jacobians."""
-    take = lowered_model._FlatSource.take
+    """The injected bug: the unconstraining handler keeps its transforms but forgets their
+    log-Jacobians."""
+    init = handlers.Unconstrain.__init__
 
-    def take_without_jacobian(self, name, shape, constraint, ev):
-        self.jacobian = False
-        return take(self, name, shape, constraint, ev)
+    def init_without_jacobian(self, layout, u, jacobian=True):
+        init(self, layout, u, jacobian=False)
 
-    monkeypatch.setattr(lowered_model._FlatSource, "take", take_without_jacobian)
+    monkeypatch.setattr(handlers.Unconstrain, "__init__", init_without_jacobian)
 
 
 @pytest.mark.slow
