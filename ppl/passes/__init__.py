@@ -10,11 +10,12 @@ from ..ir.graph import ModelGraph
 from ..syntax.errors import PPLCheckError
 from .base import InferencePass, Plan
 from .enumerate import EnumeratePass
+from .mhg import MHGPass
 from .nuts import NutsPass
 from .smc import SMCPass
 
-PASSES: Dict[str, InferencePass] = {p.name: p for p in (EnumeratePass(), NutsPass(), SMCPass())}
-PREFERENCE = ["enumerate", "nuts", "smc"]
+PASSES: Dict[str, InferencePass] = {p.name: p for p in (EnumeratePass(), NutsPass(), SMCPass(), MHGPass())}
+PREFERENCE = ["enumerate", "nuts", "smc", "mhg"]
 
 
 def passes() -> Dict[str, InferencePass]:
