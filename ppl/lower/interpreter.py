@@ -324,9 +324,10 @@ class Interpreter:
 
     # ------------------------------------------------------------ ~
     def build_dist(self, d: N.Dist, value_shape=None):
-        args = [a.safe(1.0) if isinstance(a, Padded) else a for a in (self.expr(a) for a in d.args)]
-        if d.user:
-            return UserDensity(self, d, args)
+        raw = [self.expr(a) for a in d.args]
+        if d.user:  # a function of the program: it sees arrays whose size is random as such
+            return UserDensity(self, d, raw)
+        args = [a.safe(1.0) if isinstance(a, Padded) else a for a in raw]
         spec = DISTRIBUTIONS[d.name]
         try:
             return spec.build(*args, value_shape=value_shape)
@@ -341,6 +342,7 @@ class Interpreter:
         if role == "latent" and whole and name not in self.given:
             # the variable comes into being here: a value site
             shape, axis, length = self.shape_of(decl) if decl is not None else (None, None, None)
+            self._check_bounded_ordered(decl, axis, s)
             d = self.build_dist(s.dist, value_shape=shape)
             if shape is None:
                 shape = tuple(d.batch_shape) + tuple(d.event_shape)
@@ -436,6 +438,13 @@ class Interpreter:
                       jnp.broadcast_to(mask, jnp.broadcast_shapes(jnp.shape(lp), jnp.shape(mask))))
             return
         self._add(d.log_prob(value), site.mask)
+
+    def _check_bounded_ordered(self, decl, axis, s):
+        if decl is not None and decl.base == "ordered" and axis is None and \
+                (decl.lower is not None or decl.upper is not None):
+            raise self.err("bounds on an ordered array are supported when its size is random "
+                           "(the mhg pass) only", s.span,
+                           "drop the bounds, or transform an unbounded ordered array")
 
     def _truncation(self, d, decl: N.VarType, s):
         """log P(lower ≤ X ≤ upper) under d: the normaliser of a discrete latent whose declared

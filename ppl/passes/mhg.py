@@ -16,6 +16,7 @@ involution is one (round trip, Jacobian against finite differences, log r(xâ†’xâ
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any, Dict, List, Optional
@@ -67,18 +68,6 @@ def _statement_index(ir: N.ModelIR, name: str) -> int:
     raise KeyError(name)
 
 
-def _indexed_elementwise(ir: N.ModelIR, names) -> bool:
-    """Whether any of the arrays is read element by element (`beta[j]`): their elements' roles
-    then depend on their positions, so births append rather than insert anywhere."""
-    for s in ir.body:
-        for e in walk(s):
-            if isinstance(e, N.Index) and isinstance(e.base, N.Ref) and e.base.name in names:
-                return True
-    for f in ir.functions.values():
-        pass  # function bodies see whole arrays passed in: exchangeable unless indexed above
-    return False
-
-
 class PaddedFromIR:
     """The padded model of a lowered program (`model`), and what `ppl check` says about it."""
 
@@ -115,6 +104,10 @@ class PaddedFromIR:
                 discrete.append(P.Discrete(v.name, shape, *lo_hi))
             elif v.name in slots:
                 params.append(P.Continuous(v.name, self._kind(v, slots[v.name]), tuple(slots[v.name].shape)))
+        # an ordered array fixes where a birth goes (its sorted position): the others follow
+        sorted_sizes = {a.size for a in arrays if isinstance(a.kind, P.Ordered)}
+        arrays = [dataclasses.replace(a, insertion="uniform")
+                  if a.size in sorted_sizes and not isinstance(a.kind, P.Ordered) else a for a in arrays]
         self.arrays = arrays
         self.model = P.PaddedModel(tuple(sizes), tuple(arrays), self.log_density, self.init,
                                    tuple(params), tuple(discrete), name=ir.filename or "model")
@@ -152,7 +145,8 @@ class PaddedFromIR:
         c = slot.constraint_name
         t = v.type
         if t is not None and t.base == "ordered":
-            return P.Ordered()
+            lo, hi = self._bounds(v)
+            return P.Ordered(lo, hi)
         if t is not None and t.base == "simplex":
             return P.Simplex()
         if t is None or (t.lower is None and t.upper is None):
@@ -164,9 +158,7 @@ class PaddedFromIR:
                 return P.Interval(0.0, 1.0)
             raise PPLError(f'mhg cannot move "{v.name}" yet: its support ({c}) has no masked transform',
                            v.span, "declare its bounds", self.ir.source, self.ir.filename)
-        interp = Interpreter(self.ir, dict(self.lowered.base_env(self.lowered.data_arrays)))
-        lo = -math.inf if t.lower is None else _static(interp.expr(t.lower), "a bound", v.span, self.ir)
-        hi = math.inf if t.upper is None else _static(interp.expr(t.upper), "a bound", v.span, self.ir)
+        lo, hi = self._bounds(v)
         if lo == 0.0 and hi == math.inf:
             return P.Positive()
         if math.isfinite(lo) and math.isfinite(hi):
@@ -175,6 +167,13 @@ class PaddedFromIR:
             return P.Real()
         raise PPLError(f'mhg supports bounds <lower=0> or <lower=a, upper=b> on "{v.name}" for now',
                        v.span, None, self.ir.source, self.ir.filename)
+
+    def _bounds(self, v):
+        t = v.type
+        interp = Interpreter(self.ir, dict(self.lowered.base_env(self.lowered.data_arrays)))
+        lo = -math.inf if t.lower is None else _static(interp.expr(t.lower), "a bound", v.span, self.ir)
+        hi = math.inf if t.upper is None else _static(interp.expr(t.upper), "a bound", v.span, self.ir)
+        return lo, hi
 
     def _sized_array(self, v, interp, ranges, by_size, insertion):
         ir = self.ir
@@ -206,7 +205,10 @@ class PaddedFromIR:
         if not isinstance(kind, P.Simplex):
             proposal = self._element_proposal(v, kind, event_shape)
         if insertion is None:
-            insertion = "end" if _indexed_elementwise(ir, set(by_size[size])) else "uniform"
+            # appending is right for every model (a birth/death pair at the end); inserting at a
+            # uniform position suits exchangeable elements only, which the IR does not show
+            # (`dot(beta, powers)` gives each element a role): it is an option
+            insertion = "end"
         return P.SizedArray(v.name, size, offset, kind, event_shape, proposal,
                             "sorted" if isinstance(kind, P.Ordered) else insertion)
 
@@ -235,7 +237,7 @@ class PaddedFromIR:
         batch = jax.eval_shape(probe, example, lowered.data_arrays)
         user = seen[-1]
         if user:
-            if isinstance(kind, P.Interval):
+            if isinstance(kind, (P.Interval, P.Ordered)) and math.isfinite(kind.lo) and math.isfinite(kind.hi):
                 lo, hi = kind.lo, kind.hi
                 return P.ElementProposal.from_distribution(
                     lambda s, dd: _uniform(lo, hi, event_shape))
@@ -259,7 +261,7 @@ class PaddedFromIR:
         lp = jnp.where(it.valid, it.lp, -jnp.inf)
         for a in self.arrays:  # declared bounds the element's distribution does not enforce
             x = state[a.name]
-            if isinstance(a.kind, (P.Interval, P.Positive)):
+            if isinstance(a.kind, (P.Interval, P.Positive, P.Ordered)):
                 lo = 0.0 if isinstance(a.kind, P.Positive) else a.kind.lo
                 hi = math.inf if isinstance(a.kind, P.Positive) else a.kind.hi
                 m = P.active(state[a.size] + a.offset, x.shape[0], x.shape[1:])
@@ -320,6 +322,14 @@ def describe_moves(model: P.PaddedModel, moves) -> List[str]:
     return lines
 
 
+def _summary(r) -> str:
+    """One line of a validation report."""
+    if not isinstance(r, dict):
+        return str(r)
+    keep = {k: v for k, v in r.items() if k not in ("move",)}
+    return ", ".join(f"{k} {v:.2g}" if isinstance(v, float) else f"{k} {v}" for k, v in keep.items())
+
+
 class MHGProgram:
     contract = "target-invariant"
 
@@ -331,6 +341,9 @@ class MHGProgram:
         self.moves = moves_for(self.model, options)
         self.sampler = M.MHG(self.model, self.moves)
         self.result = None
+
+    def describe_moves(self) -> List[str]:
+        return describe_moves(self.model, self.moves)
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
         key = jax.random.PRNGKey(seed_of(seed))
@@ -364,7 +377,7 @@ class MHGProgram:
                              jax.random.PRNGKey(seed_of(key)), points=8)
         except ValueError as e:
             raise PPLRuntimeError(f"mhg validation failed: {e}", None, None) from None
-        return {"checked": True, "points": 8, "report": {k: str(v) for k, v in rep.items()}}
+        return {"checked": True, "points": 8, "report": {k: _summary(v) for k, v in rep.items()}}
 
 
 class MHGPass(InferencePass):
@@ -375,8 +388,8 @@ class MHGPass(InferencePass):
     options = {"within": "within-dimension move: nuts (default), hmc or random_walk",
                "within_weight": "relative frequency of the within move (1)",
                "jump_weight": "relative frequency of each size's birth/death move (1)",
-               "insertion": "where births put a new element: uniform or end (default: end when "
-                            "the array is indexed element by element)",
+               "insertion": "where births put a new element: end (default) or uniform (for "
+                            "exchangeable elements); ordered arrays keep their order",
                "thin": "iterations per recorded draw (1)"}
 
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
