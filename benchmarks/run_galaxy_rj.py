@@ -14,6 +14,8 @@ Systems (same model, same data, same constants):
 * ``ppl-nuts`` — ppl's default mix: birth/death + masked NUTS (1:1).
 * ``ppl-sm`` — birth/death + RG's split/merge (an `Involution`) + NUTS (1:1:1).
 * ``ppl-rw-sm`` — birth/death + split/merge + random walk (1:1:1).
+* ``ppl-lang-rw``, ``ppl-lang-nuts`` — the `mhg` pass on examples/galaxy.ppl (the padded model
+  read from the language's IR) with the random-walk / NUTS mix.
 
 ppl's padded model is the hand-written one of the tests (tests/algorithms/mhg_models.py) until
 the language lowers `examples/galaxy.ppl` to it: `ppl_sampler` is the one place to adapt.
@@ -40,7 +42,7 @@ sys.path.insert(0, str(HERE))
 from _common import (RESULTS, ROOT, Worker, machine_info, median, ratio, table,  # noqa: E402
                      write_json_atomic)
 
-ALL_SYSTEMS = ["numpy", "ppl-rw", "ppl-nuts", "ppl-sm", "ppl-rw-sm"]
+ALL_SYSTEMS = ["numpy", "ppl-rw", "ppl-nuts", "ppl-sm", "ppl-rw-sm", "ppl-lang-rw", "ppl-lang-nuts"]
 
 
 def load_avg():
@@ -57,8 +59,14 @@ def ppl_sampler(system: str):
     sys.path.insert(0, str(ROOT / "tests" / "algorithms"))
     import mhg_models  # noqa: PLC0415
 
+    within = "random_walk" if system.startswith("ppl-rw") or system == "ppl-lang-rw" else "nuts"
+    if system.startswith("ppl-lang"):  # the model as the user writes it: examples/galaxy.ppl
+        from ppl.passes.mhg import MHGPass  # noqa: PLC0415
+        lowered = ppl.load(ROOT / "examples" / "galaxy.ppl").lower(
+            str(ROOT.parent / "shared" / "data" / "rjmcmc" / "galaxy.json"), "mhg")
+        program = MHGPass().build(lowered, {"within": within})
+        return program.sampler, lowered.data_arrays
     model, data = mhg_models.galaxy()
-    within = "random_walk" if system.startswith("ppl-rw") else "nuts"
     moves = mhg.default_moves(model, within=within)
     if system.endswith("-sm"):
         moves.append((mhg.InvolutiveMove(model, normal_mixture_split_merge(
