@@ -108,10 +108,11 @@ def test_polynomial_posterior_of_d_is_exact(shared_data):
     path = shared_data / "rjmcmc" / "polynomial_degree.json"
     ref = json.loads(path.read_text())["reference"]["p_d"]
     model = ppl.load(ROOT / "examples" / "polynomial_degree.ppl")
-    idata = model.sample(str(path), method="mhg", chains=4, draws=4000, warmup=1000, seed=2)
+    # births draw from the prior: a chain may linger at d = 1 or 2 before the jump to 3, so long runs
+    idata = model.sample(str(path), method="mhg", chains=4, draws=10_000, warmup=1000, seed=0)
     d = idata.posterior["d"].values
     p_hat, se, z = z_scores(d, range(9), ref)
-    assert np.all(np.abs(z) < 3.5), (p_hat, ref, z)
+    assert np.all(np.abs(z) < 3), (p_hat, ref, z)
 
 
 @pytest.mark.slow
