@@ -28,17 +28,19 @@ class NutsProgram:
     contract = "target-invariant"
 
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, warmup=1000,
-                 target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10):
+                 target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10,
+                 log_likelihood="auto"):
         self.lowered = lowered
         self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
         self.max_tree_depth = max_tree_depth
+        self.state_space = False  # a state-space model smc can run (NutsPass.build says)
         potential = lambda u, data: -lowered.log_density(u, data)  # noqa: E731
         total = self.warmup + self.draws
         self.sampler = NutsSampler(potential, self.warmup, self.draws, target_accept, max_tree_depth,
                                    dense_mass, chunk=max(1, -(-total // chunks)),
                                    num_chains=self.chains)
         self._precompiling = None
-        self.finalize = Finalize(lowered)
+        self.finalize = Finalize(lowered, log_likelihood)
 
     def precompile_in_background(self, data_arrays):
         """Start compiling now, on two threads (XLA compiles outside the GIL): the sampling
@@ -72,8 +74,7 @@ class NutsProgram:
                 t.join()
             self._precompiling = None
 
-    def run(self, data_arrays, seed: int = 0,
-            progress: Optional[Callable[[int, int], None]] = None) -> Draws:
+    def run(self, data_arrays, seed: int = 0, progress: Optional[Callable[..., None]] = None) -> Draws:
         init_keys = chain_keys(seed, self.chains, "init")
         keys = chain_keys(seed, self.chains, "run")
         tries = 20
@@ -89,20 +90,37 @@ class NutsProgram:
                 "check that the data lie in the support of the likelihood and that every scale "
                 "is positive", self.lowered.ir.source, self.lowered.ir.filename,
                 notes=[text for text, _ in problems])
+        if progress is not None:  # compiled: warm-up starts
+            progress(0, self.warmup + self.draws, phase="warm-up" if self.warmup else "sampling",
+                     chains=self.chains)
         trace, warm = self.sampler.run(state, data_arrays, progress)
-        posterior, predictive = self.finalize(trace.z.reshape(-1, dim), self.chains, self.draws,
-                                              data_arrays, seed)
+        if progress is not None:  # compiling and computing these can take a while
+            progress(0, 0, phase="generated quantities and log-likelihood")
+        flat = trace.z.reshape(-1, dim)
+        posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.draws, data_arrays)
+        # ArviZ's names (az.bfmi and az.plot_energy read `energy`)
         stats = {
             "lp": -np.asarray(trace.potential_energy),
+            "energy": np.asarray(trace.energy),
             "diverging": np.asarray(trace.diverging),
             "n_steps": np.asarray(trace.num_steps),
             "acceptance_rate": np.asarray(trace.accept_prob),
             "step_size": np.asarray(trace.step_size),
             "tree_depth": np.asarray(trace.tree_depth),
         }
-        out = Draws(posterior, stats, predictive, attrs={"inference_method": "nuts"})
+        out = Draws(posterior, stats, predictive, log_likelihood=log_lik,
+                    attrs={"inference_method": "nuts", "markov_chain": 1})
+        if notes:
+            out.attrs["log_likelihood_omitted"] = "; ".join(notes)
         n_div = int(stats["diverging"].sum())
-        if n_div:
+        if n_div and self.state_space:
+            out.warnings.append(
+                f"{n_div} of {self.chains * self.draws} transitions after warm-up diverged: the "
+                "posterior may be biased there. This is a state-space model: --method smc filters "
+                "the latent state instead of crossing the funnel between the trajectory and its "
+                "scale (particle Gibbs for the static parameters)")
+        elif n_div:
             out.warnings.append(
                 f"{n_div} of {self.chains * self.draws} transitions after warm-up diverged: the "
                 "posterior may be biased there; try a higher target acceptance (--target-accept 0.95) "
@@ -150,8 +168,12 @@ class NutsPass(InferencePass):
         return marginalize(ir)
 
     def build(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
-        keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass")
+        keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass",
+                "log_likelihood")
         program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
+        from .smc import SMCPass  # noqa: PLC0415 (smc imports this module's neighbours)
+        graph, smc = ModelGraph(lowered.source_ir), SMCPass()
+        program.state_space = bool(smc.prefer(graph) and smc.diagnose(graph))
         program.precompile_in_background(lowered.data_arrays)
         return program
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,7 @@ from ..lower.model import LoweredModel
 from ..lower.random import rng_key, split_keys
 from ..lower.statespace import SSMLowering
 from ..lower.validation import check_agreement
+from ..runtime.progress import tick
 from ..syntax.errors import PPLInternalError, PPLRuntimeError
 from .base import Diagnosis, Draws, Finalize, InferencePass
 
@@ -165,7 +166,7 @@ class FilterProgram:
         self.keep = smoothing == "genealogy" or (smoothing == "auto" and size <= MAX_GENEALOGY
                                                  and self.draws > 0)
         self.model = self.ssm.model(self.proposal if self.proposal == "guided" else None)
-        self._run = jax.jit(self._run_impl)
+        self._run = self._run_impl  # compiled by _run_reporting
 
     def _run_impl(self, key, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
@@ -175,11 +176,15 @@ class FilterProgram:
         # The chains run one after another (lax.map), not vmapped: under vmap the filter's
         # resampling `cond` would become a select that resamples at every step, and the
         # batched draws would loop over the chains' keys (SV, 4 chains: 1.7x faster).
+        def one(k):
+            r = _pf.run(k, self.model, params, self.n, **kw)
+            _tick(self, r.log_evidence)  # a chain's filter is done (progress)
+            return r
+
         if self.chains == 1:
-            res = _pf.run(keys[1], self.model, params, self.n, **kw)
-            res = jax.tree_util.tree_map(lambda a: a[None], res)
+            res = jax.tree_util.tree_map(lambda a: a[None], one(keys[1]))
         else:
-            res = jax.lax.map(lambda k: _pf.run(k, self.model, params, self.n, **kw), keys[1:])
+            res = jax.lax.map(one, keys[1:])
         out = {"log_z": res.log_evidence + static_lp, "ess": res.ess, "resampled": res.resampled,
                "means": res.filtering_means, "failed": res.failed_step}
         if self.keep:
@@ -194,7 +199,9 @@ class FilterProgram:
         return out
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        out = self._run(rng_key(seed), data_arrays)
+        out = _run_reporting(self, self._run, (rng_key(seed), data_arrays), progress,
+                             self.chains, phase=f"particle filter ({self.n} particles)",
+                             unit="chains", chains=self.chains)
         _check_failed(out["failed"], self.ssm, self.lowered.ir)
         log_z = np.asarray(out["log_z"])
         est, se = evidence_estimate(log_z)
@@ -207,7 +214,7 @@ class FilterProgram:
         for n in self.form.state_vars:
             stats[f"{n}_filtering_mean"] = np.asarray(out["means"][n])[:, None]
         attrs = {"inference_method": "smc", "smc_algorithm": f"particle filter ({self.proposal})",
-                 "particles": self.n, "log_evidence": est}
+                 "particles": self.n, "log_evidence": est, "markov_chain": 0}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
         if self.additive:
@@ -243,7 +250,7 @@ class KalmanProgram:
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
         d = len(form.state_vars)
         self.sample_draws = self.chains * self.draws * self.ssm.T * d <= MAX_DRAW_ELEMENTS
-        self._run = jax.jit(self._run_impl)
+        self._run = self._run_impl  # compiled by _run_reporting
 
     def _run_impl(self, key, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
@@ -261,7 +268,8 @@ class KalmanProgram:
         return out
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        out = self._run(rng_key(seed), data_arrays)
+        out = _run_reporting(self, self._run, (rng_key(seed), data_arrays), progress, 1,
+                             phase="Kalman filter and smoothing draws", unit="runs")
         lz = float(out["log_z"])
         posterior = {}
         if "traj" in out:
@@ -273,7 +281,7 @@ class KalmanProgram:
         for i, n in enumerate(self.form.state_vars):
             stats[f"{n}_filtering_mean"] = np.broadcast_to(means[:, i], (self.chains, 1, self.ssm.T))
         attrs = {"inference_method": "smc", "log_evidence": lz, "log_evidence_se": 0.0,
-                 "smc_algorithm": "Kalman filter (state marginalised)"}
+                 "smc_algorithm": "Kalman filter (state marginalised)", "markov_chain": 0}
         predictive = {}
         if "functionals" in out:
             v = np.asarray(out["functionals"])  # (chains · draws, m), exact independent draws
@@ -428,6 +436,20 @@ class SMCPass(InferencePass):
             return Diagnosis(False, "the model has no latent variables")
         return Diagnosis(True, "static model with proper priors: adaptive tempered SMC")
 
+    def prefer(self, graph: ModelGraph) -> Optional[str]:
+        """Why `auto` should take smc before NUTS, or None. A latent continuous state chain
+        couples each state to its neighbours and to the chain's scale: the posterior of
+        (trajectory, scale) is a funnel NUTS crosses with divergences (examples/sv.ppl: 130
+        divergences, R-hat 1.10), while a particle filter integrates the state step by step.
+        Discrete chains are summed out exactly for NUTS (forward algorithm): no funnel."""
+        if _improper(graph) is not None:
+            return None
+        form, _ = find(graph)
+        if form is None or form.discrete:
+            return None
+        return (f"{form.describe()}: a particle filter integrates the latent state step by "
+                "step (NUTS would have to cross the funnel between the trajectory and its scale)")
+
     options = {
         "particles": "particles per filter (1000; particle Gibbs 100, PMMH 500)",
         "resampling": "systematic, stratified or multinomial (systematic)",
@@ -495,7 +517,8 @@ class ParticleGibbsProgram:
 
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
                  warmup=1000, particles=100, mh_steps=5, target_accept=0.3, proposal="auto",
-                 evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000, **_):
+                 evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000,
+                 log_likelihood="auto", **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
@@ -514,8 +537,8 @@ class ParticleGibbsProgram:
         self.evidence_model = self.ssm.model("guided" if guided else None)
         self.evidence_method = ("Kalman filter" if self.kalman else
                                 f"{'guided' if guided else 'bootstrap'} particle filter")
-        self._run = jax.jit(self._run_impl)
-        self.finalize = Finalize(lowered)
+        self._run = self._run_impl  # compiled by _run_reporting
+        self.finalize = Finalize(lowered, log_likelihood)
         self._evidence = jax.jit(self._evidence_impl)
         # conditional PaRIS costs about a particle Gibbs sweep: run it at no more than
         # `paris_draws` draws in all, every `paris_every`-th draw of each chain
@@ -544,6 +567,7 @@ class ParticleGibbsProgram:
 
         def sweep(k, ut, ref):
             new = _pg.csmc(k, self.model, self.params_at(ut, data)[0], ref, self.n, True).trajectory
+            _tick(self, ut)  # one sweep of this chain (progress)
             return {n: new[n] for n in self.form.state_vars}
 
         def log_joint(ut, traj):
@@ -618,14 +642,24 @@ class ParticleGibbsProgram:
         return evidence_estimate(log_w)
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        us, acc = self._run(rng_key(seed), data_arrays)
+        pmmh = isinstance(self, ParticleMarginalProgram)
+        us, acc = _run_reporting(
+            self, self._run, (rng_key(seed), data_arrays), progress,
+            self.chains * (self.warmup + self.draws + (1 if pmmh else 0)),
+            phase="PMMH" if pmmh else "particle Gibbs", unit="iterations (all chains)",
+            chains=self.chains)
+        _phase(progress, "generated quantities and log-likelihood")
         flat = np.asarray(us).reshape(-1, self.lowered.dim)
         shape = (self.chains, self.draws)
         posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.draws, data_arrays)
         stats = {"acceptance_rate": np.asarray(acc)}
         moves = "random-walk MH (centred and non-centred)" if self.non_centred else "random-walk MH"
-        attrs = {"inference_method": "smc", "particles": self.n,
+        attrs = {"inference_method": "smc", "particles": self.n, "markov_chain": 1,
                  "smc_algorithm": f"particle Gibbs (conditional SMC with ancestor sampling) + {moves}"}
+        if notes:
+            attrs["log_likelihood_omitted"] = "; ".join(notes)
+        _phase(progress, "log evidence (importance sampling over the parameters)")
         est, se = self.evidence(seed, flat[:, self.theta_idx], data_arrays)
         if np.isfinite(est):
             attrs.update(log_evidence=est, log_evidence_se=se,
@@ -633,6 +667,7 @@ class ParticleGibbsProgram:
                          f"{self.evidence_draws} draws, {self.evidence_method}")
         k_paris = split_keys(rng_key(seed), 4)[3]
         if self.additive:
+            _phase(progress, "smoothed functionals (conditional PaRIS)")
             every = self.paris_every
             picked = np.asarray(us)[:, ::every].reshape(-1, self.lowered.dim)
             v = np.asarray(self._paris(k_paris, jnp.asarray(picked), data_arrays))
@@ -647,7 +682,7 @@ class ParticleGibbsProgram:
                 f"one particle Gibbs draw in {every}"
             attrs.update(self.additive.attrs(v.mean((0, 1)), np.asarray(ses),
                                               f"conditional PaRIS ({self.n} particles) at {where}"))
-        d = Draws(posterior, stats, predictive, attrs=attrs)
+        d = Draws(posterior, stats, predictive, attrs=attrs, log_likelihood=log_lik)
         if not np.isfinite(est) and self.evidence_draws >= 2:
             d.warnings.append("log evidence not estimated: too few finite parameter draws")
         return d
@@ -711,6 +746,7 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
             kf, kt = jax.random.split(k)
             res = _pf.run(kf, self.filter_model, params, self.n, record="genealogy")
             traj = _pf.sample_trajectory(kt, res)
+            _tick(self, ut)  # one iteration of this chain (progress)
             return _pf._clean(res.log_evidence + log_prior), {n: traj[n] for n in self.form.state_vars}
 
         u_theta = jax.random.uniform(k0, (d,), minval=-2.0, maxval=2.0)  # Stan's initialisation
@@ -722,6 +758,44 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
         d.attrs["smc_algorithm"] = (f"particle marginal Metropolis-Hastings ({self.evidence_method}, "
                                     "random-walk proposals)")
         return d
+
+
+def _run_reporting(program, fn, args, progress, total, **info):
+    """fn(*args) compiled ahead of time (once per program: its data shapes are fixed), so the
+    report says when compiling ends; then run and waited for, so the report ends when the work
+    does. Its steps `tick` only in the variant compiled for a live bar (`progress.live`): JAX
+    does not keep executables with host callbacks in the persistent compilation cache, so
+    runs without a bar (pipes, scripts, tests) keep the cached, callback-free program and report
+    their stages and a heartbeat instead."""
+    from ..runtime.progress import reporting
+    live = bool(progress is not None and getattr(progress, "live", False))
+    cache = program.__dict__.setdefault("_compiled_calls", {})
+    compiled = cache.get((fn, live))
+    if compiled is None:
+        def traced(*a):
+            program._ticking = live
+            try:
+                return fn(*a)
+            finally:
+                program._ticking = False
+        compiled = cache[(fn, live)] = jax.jit(traced).lower(*args).compile()
+    if not live:  # no count to show: say what runs, and how much of it
+        info = dict(phase=f"{info['phase']}, {total} {info.get('unit', 'steps')}")
+        total = 0
+    with reporting(progress, total, **info):
+        return jax.block_until_ready(compiled(*args))
+
+
+def _tick(program, x):
+    """One step done, in the variant that reports steps (see `_run_reporting`)."""
+    if getattr(program, "_ticking", False):
+        tick(x)
+
+
+def _phase(progress, phase):
+    """The run moves on to `phase` (after its main loop): the report says so."""
+    if progress is not None:
+        progress(0, 0, phase=phase)
 
 
 def _mcse(x):
@@ -742,15 +816,16 @@ class TemperedProgram:
     contract = "unbiased-evidence"
 
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, particles=None,
-                 num_mcmc_steps=10, target_ess=0.5, resampling="systematic", max_steps=200, **_):
+                 num_mcmc_steps=10, target_ess=0.5, resampling="systematic", max_steps=200,
+                 log_likelihood="auto", **_):
         self.lowered = lowered
         self.chains = int(chains)
         self.n = int(particles or draws or 1000)
         self.draws = self.n
         self.mcmc, self.target_ess, self.resampling = int(num_mcmc_steps), float(target_ess), resampling
         self.max_steps = int(max_steps)
-        self._run = jax.jit(self._run_impl)
-        self.finalize = Finalize(lowered)
+        self._run = self._run_impl  # compiled by _run_reporting
+        self.finalize = Finalize(lowered, log_likelihood)
 
     def log_prior(self, u, data):
         return self.lowered.log_prior(u, data)
@@ -772,7 +847,10 @@ class TemperedProgram:
         return jax.vmap(one)(jax.random.split(key, self.chains))
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        res = self._run(rng_key(seed), data_arrays)
+        res = _run_reporting(self, self._run, (rng_key(seed), data_arrays), progress, self.chains,
+                             phase=f"tempered SMC ({self.n} particles)", unit="populations",
+                             chains=self.chains)
+        _phase(progress, "generated quantities and log-likelihood")
         log_z = np.asarray(res.log_evidence)
         if not np.all(np.isfinite(log_z)):
             raise PPLRuntimeError(f"tempered SMC did not reach the posterior within {self.max_steps} "
@@ -780,14 +858,18 @@ class TemperedProgram:
                                   None, "raise max_steps or the number of particles")
         flat = np.asarray(res.particles).reshape(-1, self.lowered.dim)
         posterior, predictive = self.finalize(flat, self.chains, self.n, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.n, data_arrays)
         est, se = evidence_estimate(log_z)
         stats = {"log_evidence": log_z[:, None],
                  "num_temperatures": np.asarray(res.num_steps)[:, None]}
+        # the particles of a population are not Markov chains: R-hat and ESS do not apply
         attrs = {"inference_method": "smc", "smc_algorithm": "adaptive tempered SMC",
-                 "particles": self.n, "log_evidence": est}
+                 "particles": self.n, "log_evidence": est, "markov_chain": 0}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
-        return Draws(posterior, stats, predictive, attrs=attrs)
+        if notes:
+            attrs["log_likelihood_omitted"] = "; ".join(notes)
+        return Draws(posterior, stats, predictive, attrs=attrs, log_likelihood=log_lik)
 
     def validate(self, key):
         """log prior + log likelihood = the lowered density, and the prior sampler lands where
