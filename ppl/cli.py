@@ -112,6 +112,11 @@ def cmd_check(args) -> int:
                 print(printer.program(rewritten))
     if args.data:
         lowered = model.lower(checked.data(args), plan.method if plan is not None else None)
+        if plan is not None and plan.method == "mhg":
+            _check_mhg(PASSES["mhg"], lowered)
+            _print_warnings(model, sys.stdout)
+            _print_data_warnings(checked.warnings, sys.stdout)
+            return EXIT_OK
         if plan is not None and plan.method == "vsde":  # the process's data checks (ppl/lower/process.py)
             from .lower.process import ProcessModel
             pm = ProcessModel(lowered)
@@ -132,6 +137,18 @@ def cmd_check(args) -> int:
     _print_warnings(model, sys.stdout)
     _print_data_warnings(checked.warnings, sys.stdout)
     return EXIT_OK
+
+
+def _check_mhg(p, lowered) -> None:
+    """`ppl check --data` for the mhg pass: the padded model it derived, its moves and the
+    involution checks at random points."""
+    program = p.build(lowered, {"chains": 1})
+    print(f"data: ok (padded: {lowered.dim} unconstrained coordinates at the largest sizes)")
+    for line in program.padded.describe() + program.describe_moves():
+        print(line)
+    res = p.validate(program, 0)
+    for name, r in res["report"].items():
+        print(f"validation: {name}: {r}")
 
 
 def _validate_density(lowered):

@@ -351,9 +351,10 @@ class Interpreter:
 
     # ------------------------------------------------------------ ~
     def build_dist(self, d: N.Dist, value_shape=None):
-        args = [a.safe(1.0) if isinstance(a, Padded) else a for a in (self.expr(a) for a in d.args)]
-        if d.user:
-            return UserDensity(self, d, args)
+        raw = [self.expr(a) for a in d.args]
+        if d.user:  # a function of the program: it sees arrays whose size is random as such
+            return UserDensity(self, d, raw)
+        args = [a.safe(1.0) if isinstance(a, Padded) else a for a in raw]
         spec = DISTRIBUTIONS[d.name]
         try:
             return spec.build(*args, value_shape=value_shape)
@@ -368,6 +369,7 @@ class Interpreter:
         if role == "latent" and whole and name not in self.given:
             # the variable comes into being here: a value site
             shape, axis, length = self.shape_of(decl) if decl is not None else (None, None, None)
+            self._check_bounded_ordered(decl, axis, s)
             d = self.build_dist(s.dist, value_shape=shape)
             if shape is None:
                 shape = tuple(d.batch_shape) + tuple(d.event_shape)
@@ -377,6 +379,8 @@ class Interpreter:
             def draw(st):
                 if not st.given:
                     st.value = self._sample(d, st, shape, dtype)
+                    if axis is not None:
+                        st.value = _padded_prior_draw(d, decl, st.value, axis, length, st.key)
 
             site = self.site(draw, kind="value", name=name, stmt=s, role=role, dist=d, shape=shape,
                              constraint=c, discrete=bool(v is not None and v.discrete),
@@ -387,7 +391,13 @@ class Interpreter:
             self.env[name] = value
             if site.score:
                 self._add(site.log_jacobian)
-                self._score(d, value, site)
+                if isinstance(value, Padded) and not isinstance(d, UserDensity):
+                    bounds = (None, None)
+                    if decl is not None and decl.base not in _TYPE_SUPPORT:
+                        bounds = tuple(None if b is None else self.expr(b) for b in (decl.lower, decl.upper))
+                    self._add(_padded_exact_log_prob(d, decl, value, site.mask, bounds))
+                else:
+                    self._score(d, value, site)
                 if site.discrete and decl is not None and decl.lower is not None and \
                         decl.upper is not None and not isinstance(d, UserDensity):
                     self._add(-self._truncation(d, decl, s), site.mask)
@@ -490,6 +500,13 @@ class Interpreter:
                                     "(a density defined by a function)")
             return
         self.pointwise.append((name, positions, lp))
+
+    def _check_bounded_ordered(self, decl, axis, s):
+        if decl is not None and decl.base == "ordered" and axis is None and \
+                (decl.lower is not None or decl.upper is not None):
+            raise self.err("bounds on an ordered array are supported when its size is random "
+                           "(the mhg pass) only", s.span,
+                           "drop the bounds, or transform an unbounded ordered array")
 
     def _truncation(self, d, decl: N.VarType, s):
         """log P(lower ≤ X ≤ upper) under d: the normaliser of a discrete latent whose declared
@@ -1139,3 +1156,88 @@ def _shape_hint(e: Exception):
     if "matmul" in msg or "dot_general" in msg:
         return 'for "@" the inner dimensions must agree'
     return None
+
+
+# ---------------------------------------------------------------- arrays whose size is random
+# When an array's length is a random variable every normalising constant that depends on the
+# length is part of the density (the `mhg` pass compares densities across lengths):
+# - `x: T[k] ~ f(...)`, f a distribution of one element: Π over the k active elements of f;
+#   with bounds narrower than f's support each element's truncation normaliser
+#   1 / P(lower < X < upper) (`real<lower=a, upper=b>[k] ~ normal(m, s)`);
+# - `x: ordered[k] ~ f(...)`: the sorted values of k iid draws of f, density k!·Π f(x_j) on
+#   x_1 < … < x_k (−inf off it);
+# - `w: simplex[k] ~ dirichlet(alpha)`: the Dirichlet of the k active entries with its
+#   normaliser Γ(Σα_j)/Π Γ(α_j), in the chart of the first k − 1 coordinates.
+def _padded_exact_log_prob(d, decl, value: Padded, site_mask=None, bounds=(None, None)):
+    from jax.scipy.special import gammaln
+    n = value.length
+    m = value.mask()
+    if site_mask is not None:
+        m = m & site_mask
+    base = decl.base if decl is not None else "real"
+    if type(d).__name__ == "Dirichlet":
+        if value.axis != value.ndim - 1 or value.ndim != 1:
+            raise ValueError("a simplex whose size is random must be a vector")
+        mv = jnp.reshape(m, (-1,))
+        a = jnp.broadcast_to(d.concentration, value.values.shape)
+        w = jnp.where(mv, value.values, 1.0)
+        ok = (jnp.abs(jnp.sum(jnp.where(mv, value.values, 0.0)) - 1.0) < 1e-6) & \
+            jnp.all(jnp.where(mv, value.values >= 0, True))
+        lp = gammaln(jnp.sum(jnp.where(mv, a, 0.0))) - jnp.sum(jnp.where(mv, gammaln(a), 0.0)) + \
+            jnp.sum(jnp.where(mv, (a - 1.0) * jnp.log(w), 0.0))
+        return jnp.where(ok, lp, -jnp.inf)
+    if d.event_shape:
+        raise ValueError(f"{type(d).__name__} on an array whose size is random: only "
+                         "distributions of one element (iid) and dirichlet are supported")
+    fill = jax.lax.stop_gradient(_support_point(d, value.values.shape))
+    xs = jnp.where(m, value.values, fill)
+    lp = jnp.broadcast_to(d.log_prob(xs), xs.shape)
+    inside = d.support(xs)
+    lp = jnp.where(inside, lp, -jnp.inf)
+    total = jnp.sum(jnp.where(m, lp, 0.0))
+    count = jnp.sum(jnp.broadcast_to(m, xs.shape))
+    if (bounds[0] is not None or bounds[1] is not None) and not jnp.issubdtype(value.dtype, jnp.integer):
+        total = total - _element_truncation(d, bounds, xs, m)
+    if base == "ordered":
+        v = value.values
+        cap = v.shape[0]
+        idx = jnp.arange(1, cap)
+        ok = jnp.all(jnp.where(idx < n, v[1:] > v[:-1], True))
+        total = jnp.where(ok, total + gammaln(count + 1.0), -jnp.inf)
+    return total
+
+
+def _element_truncation(d, bounds, xs, m):
+    """Σ over active elements of log P(lower < X < upper) under their distribution (nothing
+    where a declared bound is the distribution's own: `real<lower=0>[k] ~ gamma(a, b)`)."""
+    lo, hi = bounds
+    sup_lo = getattr(d.support, "lower_bound", None)
+    sup_hi = getattr(d.support, "upper_bound", None)
+
+    def same(b, s):
+        return b is None or (s is not None and _is_static(b) and _is_static(s) and
+                             np.all(np.asarray(b) == np.asarray(s)))
+    if same(lo, sup_lo) and same(hi, sup_hi):
+        return 0.0
+    try:
+        upper = 1.0 if same(hi, sup_hi) else d.cdf(jnp.broadcast_to(hi, xs.shape))
+        lower = 0.0 if same(lo, sup_lo) else d.cdf(jnp.broadcast_to(lo, xs.shape))
+    except NotImplementedError:
+        raise ValueError(f"{type(d).__name__} has no CDF: its truncation by declared bounds "
+                         "cannot be normalised for an array whose size is random") from None
+    return jnp.sum(jnp.where(m, jnp.log(upper - lower), 0.0))
+
+
+def _padded_prior_draw(d, decl, value, axis, length, key):
+    """A prior draw of an array whose size is random, from `_sample`'s draw at the largest
+    size: a Dirichlet over the active entries only; an ordered array sorted over them."""
+    base = decl.base if decl is not None else "real"
+    n = value.shape[axis]
+    m = (jnp.arange(n) < length).reshape((n,) + (1,) * (value.ndim - axis - 1))
+    if type(d).__name__ == "Dirichlet":
+        g = jax.random.gamma(sampling_key(key), jnp.broadcast_to(d.concentration, value.shape))
+        g = jnp.where(m, g, 0.0)
+        return g / jnp.sum(g)
+    if base == "ordered":
+        return jnp.where(m, jnp.sort(jnp.where(m, value, jnp.inf)), 0.0)
+    return value

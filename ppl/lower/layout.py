@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 
@@ -73,9 +74,8 @@ class FlatLayout:
         x = t(v)
         log_j = t.log_abs_det_jacobian(v, x)
         if mask is not None:
-            if t.domain.event_dim:
-                raise ValueError(f'"{name}" has a random size and a constrained type whose '
-                                 "transform is not elementwise: not supported yet")
+            if t.domain.event_dim or t.codomain.event_dim:
+                return _masked_vector_transform(name, v, constraint, mask)
             log_j = jnp.where(mask, log_j, 0.0)
         return x, jnp.sum(log_j)
 
@@ -96,6 +96,21 @@ class FlatLayout:
     def unconstrain_value(self, name: str, value, constraint):
         """The unconstrained coordinates of one latent's value, flat."""
         return jnp.ravel(biject_to(constraint).inv(jnp.asarray(value)))
+
+
+def _masked_vector_transform(name, v, constraint, mask):
+    """Ordered and simplex vectors whose length is random: the masked transforms of the `mhg`
+    pass (cumulative exponentials; stick-breaking over the active entries), whose log-Jacobian
+    counts the active coordinates only."""
+    from ..algorithms import padded as pm  # the kernels' masked transforms: one implementation
+    n = jnp.sum(jnp.reshape(mask, (-1,)).astype(jnp.int32))
+    if isinstance(constraint, type(constraints.ordered_vector)):
+        return pm.constrain(pm.Ordered(), v, n)
+    if isinstance(constraint, type(constraints.simplex)):
+        z = jnp.concatenate([v, jnp.zeros((1,), v.dtype)])  # cap − 1 coordinates, padded to cap
+        return pm.constrain(pm.Simplex(), z, n)
+    raise ValueError(f'"{name}" has a random size and a constrained type whose transform is not '
+                     "elementwise (only ordered and simplex are supported)")
 
 
 class PaddedLayout(FlatLayout):

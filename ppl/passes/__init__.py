@@ -11,6 +11,7 @@ from ..ir.graph import ModelGraph
 from ..syntax.errors import PPLCheckError
 from .base import Diagnosis, InferencePass, Plan
 from .enumerate import EnumeratePass
+from .mhg import MHGPass
 from .nuts import NutsPass
 from .smc import SMCPass
 from .vsde import VSDEPass, has_process
@@ -35,8 +36,9 @@ def _without_processes(p: InferencePass) -> InferencePass:
 
 PASSES: Dict[str, InferencePass] = {p.name: p for p in (_without_processes(EnumeratePass()),
                                                       _without_processes(NutsPass()),
-                                                      _without_processes(SMCPass()), VSDEPass())}
-PREFERENCE = ["enumerate", "nuts", "smc"]
+                                                      _without_processes(SMCPass()),
+                                                      _without_processes(MHGPass()), VSDEPass())}
+PREFERENCE = ["enumerate", "nuts", "smc", "mhg"]
 # a model with a continuous-time process runs by the passes that know processes, only
 PROCESS_PASSES = ["vsde"]
 

@@ -272,6 +272,8 @@ def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20,
             say(f"  {n} = {float(attrs[f'smoothed_{n}']):.6g}" + (f" ± {float(se):.2g}" if se is not None else ""))
     if attrs.get("marginals"):
         say(exact_marginals_text(attrs["marginals"], max_elements))
+    if attrs.get("size_posteriors"):
+        say(size_posteriors_text(attrs["size_posteriors"], attrs.get("acceptance")))
     shown, hidden = summary_variables(idata, max_elements, var_names)
     df = summarize(idata, var_names=shown) if shown else None
     if shown:
@@ -315,6 +317,22 @@ def exact_marginals_text(text: str, max_elements: int) -> str:
                 idx = ", ".join(str(i + 1) for i in np.unravel_index(k, probs.shape[:-1]))
                 lines.append("  " + ", ".join(f"P({name}[{idx}]={v}) = {p:.6f}"
                                               for v, p in zip(values, row)))
+    return "\n".join(lines) + "\n"
+
+
+def size_posteriors_text(text: str, acceptance: str = None) -> str:
+    """The posterior of each size variable (mhg): p(k | data) ± Monte Carlo standard error, and
+    the acceptance rate of each move."""
+    import json
+    lines = []
+    for name, t in json.loads(text).items():
+        lines.append(f"posterior of {name} (± Monte Carlo se):")
+        for v, p, se in zip(t["values"], t["probabilities"], t["se"]):
+            if p > 0:
+                lines.append(f"  P({name}={v}) = {p:.4f} ± {se:.4f}")
+    if acceptance:
+        acc = json.loads(acceptance)
+        lines.append("acceptance: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
     return "\n".join(lines) + "\n"
 
 
