@@ -170,9 +170,9 @@ def is_markov_chain(idata) -> bool:
 
     The program that made the draws says so in the attribute ``markov_chain`` (1 for NUTS,
     particle Gibbs and PMMH; 0 for independent particle filters, Kalman draws and tempered SMC
-    populations). A run without it (exact enumeration, or a file from elsewhere) is not
-    judged as chains; a file without it is judged by its `inference_method` and
-    `smc_algorithm` (written before the attribute).
+    populations). Draws without it (exact enumeration, a file written before the attribute or
+    elsewhere) are judged by `inference_method` and `smc_algorithm`: NUTS, particle Gibbs and
+    PMMH are chains, anything else is not.
     """
     groups = idata.groups()
     if not groups:
