@@ -173,14 +173,20 @@ def is_markov_chain(idata) -> bool:
 
     The program that made the draws says so in the attribute ``markov_chain`` (1 for NUTS,
     particle Gibbs and PMMH; 0 for independent particle filters, Kalman draws and tempered SMC
-    populations). A run without it (exact enumeration, or a file from elsewhere) is not
-    judged as chains.
+    populations). Draws without it (exact enumeration, a file written before the attribute or
+    elsewhere) are judged by `inference_method` and `smc_algorithm`: NUTS, particle Gibbs and
+    PMMH are chains, anything else is not.
     """
     groups = idata.groups()
     if not groups:
         return False
     attrs = (idata.posterior if "posterior" in groups else getattr(idata, groups[0])).attrs
-    return str(attrs.get("markov_chain", "0")).lower() in ("1", "true")
+    if "markov_chain" in attrs:
+        return str(attrs["markov_chain"]).lower() in ("1", "true")
+    # a file written before the attribute: judged by the method that made it
+    algorithm = str(attrs.get("smc_algorithm", ""))
+    return attrs.get("inference_method") == "nuts" or \
+        algorithm.startswith(("particle Gibbs", "particle marginal Metropolis"))
 
 
 def convergence_warnings(df, max_rhat=1.01, min_ess=100) -> list:
