@@ -141,7 +141,7 @@ DISTRIBUTIONS = {d.name: d for d in [
           discrete=True, finite=True, support_from_args=True),
     # Stan's normal_id_glm(x, alpha, beta, sigma): y ~ normal(alpha + x * beta, sigma)
     _spec("normal_id_glm", "x alpha beta sigma",
-          _nv(lambda x, a, b, s: nd.Normal(_f(a) + _f(x) @ _f(b), _f(s)))),
+          _nv(lambda x, a, b, s: nd.Normal(_f(a) + jnp.dot(_f(x), _f(b)), _f(s)))),
     _spec("dirichlet", "alpha", _nv(lambda a: nd.Dirichlet(_f(a))), event_dim=1),
     _spec("multi_normal", "mu Sigma",
           _nv(lambda m, S: nd.MultivariateNormal(_f(m), covariance_matrix=_f(S))), event_dim=1),

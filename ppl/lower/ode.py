@@ -36,6 +36,14 @@ def _static_float(interp, e, default, what):
                          e.span) from None
 
 
+def _adjoint(max_steps):
+    import os
+    import diffrax
+    if os.environ.get("PPL_ODE_ADJOINT") == "direct":
+        return {"adjoint": diffrax.DirectAdjoint()}
+    return {}
+
+
 def solve(interp, e: N.OdeSolve):
     import diffrax
     from .interpreter import static_int
@@ -63,7 +71,7 @@ def solve(interp, e: N.OdeSolve):
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field), _solver(e.method), t0=t0, t1=ts[-1], dt0=None, y0=y0, args=args,
         saveat=diffrax.SaveAt(ts=ts), max_steps=max_steps, throw=False,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol))
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), **_adjoint(max_steps))
     ok = (sol.result == diffrax.RESULTS.successful) & (t0 <= ts[0]) & jnp.all(jnp.diff(ts) >= 0)
     interp.valid = interp.valid & ok
     interp._record(("ode", e.span.line, e.span.col, e.span.end_line, e.span.end_col), ok)

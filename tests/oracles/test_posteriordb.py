@@ -61,7 +61,8 @@ SLOW = {
     "low_dim_gauss_mix-low_dim_gauss_mix": "10 s sampling but 167 s first call",
     "hmm_example-hmm_example":
         "Stan's element-by-element forward algorithm: the scan over t carries the whole gamma "
-        "array (issue 11, part 3)",
+        "array (issue 11, part 3); passed in 2131 s (compile + sample) at load average 18-27 "
+        "on 2 cores, 2026-11-30",
     "bball_drive_event_0-hmm_drive_0":
         "the same element-by-element forward algorithm over a longer series",
     "diamonds-diamonds":
@@ -73,6 +74,8 @@ SLOW = {
 
 # Ports that run today fast enough for the default suite (same survey: blr 4 s sampling, 64 s
 # first call; kidiq 19 s and 64 s).
+# mesquite passed in 222 s and arK in the same order of time at load average 18-28 (2026-11-30,
+# about 5x a quiet machine)
 FAST = ("kidiq-kidscore_interaction", "sblrc-blr", "mesquite-logmesquite_logvas", "arK-arK")
 
 
