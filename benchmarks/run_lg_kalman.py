@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         return 0
     d = json.loads(path.read_text())
     import ppl
-    from ppl.passes.base import passes
+    from ppl.passes import PASSES
 
     model = ppl.compile(MODEL)
     data = {"T": d["T"], "y": d["y"]}
@@ -54,12 +54,13 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         model.sample(data, seed=seed, **opts)
         sample_s.append(time.perf_counter() - t)
-    program = passes()["smc"].transform(model.lower(data), dict(chains=1, draws=0, warmup=0))
-    program.run(seed=0)
+    lowered = model.lower(data, "smc")
+    program = PASSES["smc"].build(lowered, dict(chains=1, draws=0, warmup=0))
+    program.run(lowered.data_arrays, seed=0)
     run_s = []
     for seed in range(a.runs):
         t = time.perf_counter()
-        program.run(seed=seed)
+        program.run(lowered.data_arrays, seed=seed)
         run_s.append(time.perf_counter() - t)
     print(f"linear-Gaussian T={d['T']}: {type(program).__name__}")
     print(f"  first call (compile + run)   {first:8.3f} s")

@@ -73,19 +73,19 @@ def ppl_filter(n: int, y: list[float], resampling: str) -> Filter:
 def ppl_run_filter(n: int, y: list[float], resampling: str) -> Filter:
     """ppl's generated filter without the API's per-call work (binding data, InferenceData):
     the smc pass's compiled program, built once through the pass registry (DESIGN §4's pass
-    contract: ``transform(lowered, options)`` then ``program.run(seed=...)``)."""
+    contract: ``build(lowered, options)`` then ``program.run(data_arrays, seed=...)``)."""
     import ppl  # noqa: PLC0415
-    from ppl.passes.base import passes  # noqa: PLC0415
+    from ppl.passes import PASSES  # noqa: PLC0415
 
     model = ppl.load(str(PPL_MODEL))
-    lowered = model.lower({"T": len(y), "y": y, **PARAMS})
-    program = passes()["smc"].transform(lowered, dict(
+    lowered = model.lower({"T": len(y), "y": y, **PARAMS}, "smc")
+    program = PASSES["smc"].build(lowered, dict(
         chains=1, draws=0, warmup=0, particles=n, smoothing="none", proposal="bootstrap",
         resampling="systematic", ess_threshold=1.0 if resampling == "every" else 0.5))
 
     def run(seed: int) -> tuple[float, float]:
         t = time.perf_counter()
-        draws = program.run(seed=seed)
+        draws = program.run(lowered.data_arrays, seed=seed)
         dt = time.perf_counter() - t
         return float(np.asarray(draws.sample_stats["log_evidence"]).ravel()[-1]), dt
 

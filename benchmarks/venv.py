@@ -4,6 +4,8 @@ Each anchor that cannot live in the main environment gets its own venv:
 
 * ``stan``      — ``pystan`` 3 (and so ``httpstan``); builds models with the machine's C++ compiler.
 * ``particles`` — Nicolas Chopin's ``particles`` package, which needs ``numpy < 2``.
+* ``torchsde``  — CPU PyTorch (``torch==2.13.0``: pip takes the CPU build that lies on this
+  machine's disk; a looser pin pulls a multi-GB CUDA build) and ``torchsde``.
 
 A venv is (re)built only when its requirement list changes: the list is written to a stamp
 file inside the venv once ``pip install`` has succeeded. Uses the machine's ``pip``
@@ -32,6 +34,7 @@ REQUIREMENTS: dict[str, list[str]] = {
     # pystan 3.10 still imports pkg_resources, which setuptools 81 removed.
     "stan": ["pystan>=3.10,<4", "setuptools<81"],
     "particles": ["particles==0.4", "numpy<2", "scipy"],
+    "torchsde": ["torch==2.13.0", "torchsde==0.2.6"],
 }
 
 STAMP = "ppl-bench-requirements.json"
@@ -97,7 +100,8 @@ def main(argv: list[str]) -> int:
             capture_output=True, text=True, check=True,
         ).stdout
         keep = [ln for ln in out.splitlines()
-                if ln.split("==")[0].lower() in {"pystan", "httpstan", "particles", "numpy", "scipy", "numba"}]
+                if ln.split("==")[0].lower() in {"pystan", "httpstan", "particles", "numpy", "scipy", "numba",
+                                                   "torch", "torchsde"}]
         print(f"{n}: {py}\n  " + "\n  ".join(keep))
     return 0
 

@@ -1,5 +1,17 @@
-import sys
+"""`python -m ppl` and the `ppl` console script.
 
-from .cli import main
+SIGINT and SIGTERM are taken over before anything else is imported (ppl/runtime/signals.py):
+a Ctrl-C while the command starts (JAX takes a second to import) prints one line and exits
+130, never a traceback.
+"""
 
-sys.exit(main())
+
+def entry() -> None:
+    from .runtime import signals
+    signals.install()
+    from .cli import main
+    main()  # ends the process with the command's exit code
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,78 +1,73 @@
-"""The `ppl` command: sample, check, graph."""
+"""The `ppl` command: sample, check, calibrate, graph, plot, repl.
+
+Exit codes (docs/reliability.md): 0 success; 1 an error in the model, the data or the
+arguments, reported as a framed message; 2 an internal error (a bug in ppl); 3 calibration
+failed; 130 interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM).
+
+Everything that can be checked before the work is checked before it: the arguments as they
+are parsed (types, ranges, output paths), then, once the model is compiled and its data bound,
+the variable names, the method's options and the memory the run needs.
+"""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from .syntax.errors import PPLError
+from .syntax.errors import PPLError, PPLInternalError
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_CALIBRATION_FAILED = 0, 1, 2, 3
+# The front end limits nesting to 1000 levels (ppl/syntax/parser.py); the stages after it
+# recurse a few frames per level.
+RECURSION_LIMIT = 20_000
+SEED_MAX = 2**64 - 1  # seeds are hashed as 64-bit words (ppl/lower/random.py)
+CALIBRATE_SEED_MAX = 2**63 - 1  # calibrate seeds jax.random.PRNGKey, a signed 64-bit integer
 
 
 def _model(path: str):
+    from .syntax.parser import read_source
+    source = read_source(path)  # UTF-8 (BOM or not) or UTF-16; a framed error otherwise
     from .api import Model
-    p = Path(path)
-    if not p.is_file():
-        raise PPLError("model file not found", None, "give the path to a .ppl file", filename=str(path))
-    return Model(p.read_text(), str(path))
+    return Model(source, str(path))
 
 
-def _print_warnings(model, stream=sys.stderr):
+def _print_warnings(model, stream=None):
     for w in model.warnings:
-        stream.write(w.format(model.source, model.filename) + "\n")
+        (stream or sys.stderr).write(w.format(model.source, model.filename) + "\n")
+
+
+def _print_data_warnings(warnings, stream=None):
+    for w in warnings:
+        (stream or sys.stderr).write(w + "\n")
 
 
 def cmd_sample(args) -> int:
     model = _model(args.model)
     _print_warnings(model)
+    checked = _check_with_model(args, model)
+    _print_data_warnings(checked.warnings)
     from .runtime.results import check_output_path, report, write_output
     if args.output:
-        check_output_path(args.output)  # before the run, not after it
+        check_output_path(args.output)  # its format, before the run (writable: as parsed)
     t0 = time.perf_counter()
-    idata = model.sample(args.data, method=args.method, chains=args.chains, draws=args.draws,
-                         warmup=args.warmup, seed=args.seed,
+    idata = model.sample(checked.data(args), method=args.method, chains=args.chains,
+                         draws=args.draws, warmup=args.warmup, seed=args.seed,
                          progress=not args.quiet and sys.stderr.isatty(),
-                         validate=not args.no_validate,
-                         **_method_options(args))
+                         validate=not args.no_validate, **checked.options)
     report(model, idata, time.perf_counter() - t0, args.vars, args.max_elements)
     if args.output:
         write_output(idata, args.output)
         print(f"wrote {args.output}")
-    return 0
-
-
-def _method_options(args) -> dict:
-    """--target-accept, --particles and every --option KEY=VALUE, as keyword arguments."""
-    opts = {}
-    if args.target_accept:
-        opts["target_accept"] = args.target_accept
-    if args.particles:
-        opts["particles"] = args.particles
-    for item in args.option or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise PPLError(f'--option "{item}" is not KEY=VALUE', None,
-                           "for example --option resampling=stratified")
-        opts[key.strip().replace("-", "_")] = _option_value(text.strip())
-    return opts
-
-
-def _option_value(text: str):
-    """`true`/`false` as booleans, numbers as numbers, anything else as the text."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:
     model = _model(args.model)
+    checked = _check_with_model(args, model)
     from .ir import printer
     from .passes import PASSES, choose
     g = model.graph
@@ -108,7 +103,7 @@ def cmd_check(args) -> int:
                 print(f"IR after {plan.method}'s rewrites:")
                 print(printer.program(rewritten))
     if args.data:
-        lowered = model.lower(args.data, plan.method if plan is not None else None)
+        lowered = model.lower(checked.data(args), plan.method if plan is not None else None)
         res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
             if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
         print(f"data: ok ({lowered.dim} unconstrained dimensions)")
@@ -120,7 +115,8 @@ def cmd_check(args) -> int:
             print(f"warning: the log density is not finite at the random points: {note}")
         _print_additive(lowered)
     _print_warnings(model, sys.stdout)
-    return 0
+    _print_data_warnings(checked.warnings, sys.stdout)
+    return EXIT_OK
 
 
 def _validate_density(lowered):
@@ -150,6 +146,7 @@ def cmd_calibrate(args) -> int:
     """Simulation-based calibration of a method on a model (ppl/runtime/calibrate.py)."""
     model = _model(args.model)
     _print_warnings(model)
+    _print_data_warnings(_check_with_model(args, model).warnings)
     from .runtime.calibrate import calibrate
     from .runtime.progress import Progress
     bar = Progress("calibrate", min_seconds=1.0) if not args.quiet and sys.stderr.isatty() else None
@@ -166,7 +163,7 @@ def cmd_calibrate(args) -> int:
           f"Bonferroni over {n} quantities × 2 tests)")
     if args.output:
         print(f"wrote {args.output}")
-    return 0 if verdict == "passed" else 3
+    return EXIT_OK if verdict == "passed" else EXIT_CALIBRATION_FAILED
 
 
 def _loop_plans(ir):
@@ -215,84 +212,427 @@ def cmd_plot(args) -> int:
     return 0
 
 
+# ================================================================ the checks before the work
+# The passes take keyword options and would drop a key they do not know: each pass lists the
+# ones it takes (its `options`), and an --option outside that list is an error here.
+# What each option's value must be: (test, words).
+_POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                 "a positive integer")
+_FRACTION = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1,
+             "a number strictly between 0 and 1")
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+
+
+def _choice(*words):
+    return (lambda v: v in words, "one of " + ", ".join(words))
+
+
+OPTION_VALUES = {
+    "particles": _POSITIVE_INT, "max_tree_depth": _POSITIVE_INT, "mh_steps": _POSITIVE_INT,
+    "evidence_draws": _POSITIVE_INT, "evidence_particles": _POSITIVE_INT,
+    "paris_draws": _POSITIVE_INT, "num_mcmc_steps": _POSITIVE_INT, "max_steps": _POSITIVE_INT,
+    "max_size": _POSITIVE_INT,
+    "target_accept": _FRACTION, "target_ess": _FRACTION,
+    "ess_threshold": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+                      "a number in (0, 1]"),
+    "dense_mass": _BOOL, "paris": _BOOL,
+    "resampling": _choice("systematic", "stratified", "multinomial", "residual"),
+    "proposal": _choice("auto", "bootstrap", "guided"),
+    "parameters": _choice("gibbs", "pmmh"),
+}
+# options that have their own flag
+_FLAGS = {"chains": "--chains", "draws": "--draws", "warmup": "--warmup", "seed": "--seed"}
+
+
+def known_options(method: str) -> Optional[frozenset]:
+    """The --option keys `method` takes (its pass's `options`), or None for a pass that does
+    not list them (then they are not checked)."""
+    from .passes import PASSES
+    declared = getattr(PASSES.get(method), "options", None)
+    return frozenset(declared) if declared is not None else None
+
+
+def _option_value(text: str):
+    """`true`/`false` as booleans, numbers as numbers, anything else as the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except (ValueError, OverflowError):
+            pass
+    return text
+
+
+def _method_options(args) -> dict:
+    """--target-accept, --particles and every --option KEY=VALUE, as keyword arguments; keys
+    and values checked where the method is known only by its name (see _check_options)."""
+    opts = {}
+    if getattr(args, "target_accept", None) is not None:
+        opts["target_accept"] = args.target_accept
+    if getattr(args, "particles", None) is not None:
+        opts["particles"] = args.particles
+    for item in getattr(args, "option", None) or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise PPLError(f'--option "{item}" is not KEY=VALUE', None,
+                           "for example --option resampling=stratified")
+        if key in _FLAGS:
+            raise PPLError(f'--option {key}=… sets what {_FLAGS[key]} sets', None,
+                           f"use {_FLAGS[key]} {text.strip() or 'N'}")
+        value = _option_value(text.strip())
+        rule = OPTION_VALUES.get(key)
+        if rule is not None and not rule[0](value):
+            raise PPLError(f'--option {key}={text.strip()}: {key} must be {rule[1]}', None,
+                           f"for example --option {key}={_example(key)}")
+        opts[key] = value
+    return opts
+
+
+_EXAMPLES = {"target_accept": "0.9", "target_ess": "0.5", "ess_threshold": "0.5",
+             "dense_mass": "true", "paris": "false", "resampling": "systematic",
+             "proposal": "auto", "parameters": "gibbs"}
+
+
+def _example(key: str) -> str:
+    return _EXAMPLES.get(key, "100")
+
+
+def _check_options(options: dict, method: str) -> None:
+    known = known_options(method)
+    if known is None:
+        return
+    for key in options:
+        if key not in known:
+            flag = {"target_accept": "--target-accept", "particles": "--particles"}.get(key)
+            what = flag or f"--option {key}"
+            from .syntax.errors import did_you_mean
+            near = did_you_mean(key, known)
+            takes = ", ".join(sorted(known)) or "none"
+            raise PPLError(f"{what}: {method} has no option {key}", None,
+                           (near + " " if near else "") + f"{method} takes: {takes}")
+
+
+@dataclass
+class Checked:
+    options: dict = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)  # from binding the data, to print
+    bound: object = None  # the data, bound once (ppl.check.data.BoundData)
+
+    def data(self, args):
+        """What to give the model as its data: the data bound here, not the file again."""
+        return self.bound if self.bound is not None else getattr(args, "data", None)
+
+
+def _check_with_model(args, model) -> Checked:
+    """The checks that need the compiled model and its data, before any inference work: the
+    data (bound once here, so its warnings are printed), --vars, the method's options, and
+    the memory the run needs."""
+    out = Checked()
+    method = getattr(args, "method", "auto")
+    if hasattr(args, "option") or hasattr(args, "particles"):
+        out.options = _method_options(args)
+    bound = None
+    if getattr(args, "data", None):
+        from .check.data import bind_data, load_json
+        bound = out.bound = bind_data(model.checked, load_json(args.data), Path(args.data).name)
+        out.warnings = [w.format(None, args.data) for w in bound.warnings]
+    if args.command == "check":
+        return out
+    plan_method = model.plan(method).method
+    _check_options(out.options, plan_method)
+    fixed = bound.fixed if bound is not None else {}
+    if getattr(args, "vars", None):
+        kinds = ("latent", "param") if args.command == "calibrate" else \
+            ("latent", "param", "deterministic", "generated")
+        names = [n for n, v in model.checked.variables.items() if v.kind in kinds and n not in fixed]
+        for n in args.vars:
+            if n not in names:
+                from .syntax.errors import did_you_mean
+                info = model.checked.variables.get(n)
+                why = (f'"{n}" is {info.kind}' + (" held fixed by the data" if n in fixed else "")
+                       if info is not None else f'the model has no variable "{n}"')
+                near = did_you_mean(n, names)
+                raise PPLError(f"--vars {n}: {why}", None,
+                               (near + " " if near else "") + "variables: " + (", ".join(names) or "none"))
+    if args.command == "calibrate":
+        observed = [n for n, v in model.checked.variables.items() if v.observed]
+        if not observed:
+            raise PPLError("calibrate needs a model that observes data", None,
+                           "simulation-based calibration draws data sets from the model: give it "
+                           "`y ~ …` statements on data")
+    if bound is not None:
+        from .check.data import check_memory
+        src, fname = model.source, model.filename
+
+        def err(msg, span, hint=None):
+            return PPLError(msg, span, hint, src, fname)
+        check_memory(model.checked, bound.shapes, bound.fixed, err, chains=args.chains,
+                     draws=args.draws, run=f"the run ({args.chains} chains × {args.draws} draws)")
+    return out
+
+
+# ================================================================ arguments
+class UsageError(PPLError):
+    """A command-line argument that cannot be used (exit 1, like every user error)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would exit 2, which ppl keeps for its own bugs
+        raise UsageError(message, None, f"see `{self.prog} --help`")
+
+
+def _integer(low: int, high: Optional[int] = None):
+    """An argparse type: an integer in [low, high]."""
+    def integer(text: str) -> int:
+        t = text.strip()
+        digits = t.lstrip("+-")
+        if not digits.isdigit():
+            raise argparse.ArgumentTypeError(f'"{text}" is not an integer')
+        within = f"from {low} to {high}" if high is not None else f"at least {low}"
+        if len(digits) > 30:
+            raise argparse.ArgumentTypeError(f"{text[:12]}… is out of range: it must be {within}")
+        v = int(t)
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"{v} is out of range: it must be {within}")
+        return v
+    return integer
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a number') from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be strictly between 0 and 1")
+    return v
+
+
+def _output_path(text: str) -> str:
+    """An argparse type: a file that can be written (atomically) — checked before the work,
+    so a long run is not lost to a missing folder."""
+    from .runtime.files import check_writable
+    p = Path(text)
+    if text.endswith(("/", os.sep)) or p.is_dir():
+        raise argparse.ArgumentTypeError(f'"{text}" is a folder: give a file name, e.g. {p / "fit.nc"}')
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.exists():
+        raise argparse.ArgumentTypeError(f'the folder "{folder}" does not exist')
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f'"{folder}" is not a folder')
+    try:
+        check_writable(text)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f'cannot write in "{folder}": {e.strerror or e}') from None
+    return text
+
+
+def _add(p, *names, **kw):
+    """add_argument with the default shown in the help."""
+    if "default" in kw and kw["default"] is not None and kw.get("action") is None:
+        kw["help"] = f"{kw.get('help', '')} (default: {kw['default']})".strip()
+    return p.add_argument(*names, **kw)
+
+
+def _sampling_arguments(p, chains: int, draws: int, warmup: int, seed_max: int) -> None:
+    _add(p, "--chains", type=_integer(1), default=chains, metavar="N", help="number of chains")
+    _add(p, "--draws", type=_integer(1), default=draws, metavar="N",
+         help="draws kept per chain")
+    _add(p, "--warmup", type=_integer(0), default=warmup, metavar="N",
+         help="warm-up (adaptation) iterations per chain, not kept")
+    _add(p, "--seed", type=_integer(0, seed_max), default=0, metavar="S",
+         help=f"random seed, an integer from 0 to {seed_max}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ppl", description="ppl — probabilistic programs compiled to JAX")
-    sub = ap.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sample", help="run inference and print a summary")
-    s.add_argument("model")
-    s.add_argument("--data", help="data as CmdStan-style JSON")
-    s.add_argument("--method", default="auto", help="auto (default), nuts, …")
-    s.add_argument("--chains", type=int, default=4)
-    s.add_argument("--draws", type=int, default=1000)
-    s.add_argument("--warmup", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--target-accept", type=float, default=None)
-    s.add_argument("--particles", type=int, default=None, help="particles (smc)")
-    s.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="a method option, e.g. resampling=stratified, parameters=pmmh (repeatable)")
-    s.add_argument("--output", help="write the InferenceData as NetCDF (atomically)")
-    s.add_argument("--vars", nargs="+", help="variables to summarise")
-    s.add_argument("--max-elements", type=int, default=20,
-                   help="leave arrays with more elements out of the summary (default 20)")
-    s.add_argument("--no-validate", action="store_true", help="skip translation validation")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    from . import __version__
+    ap = _Parser(prog="ppl", description="ppl — probabilistic programs compiled to JAX",
+                 epilog="exit codes: 0 ok, 1 error in the model, data or arguments, 2 internal "
+                        "error, 3 calibration failed, 130 interrupted, 143 terminated")
+    ap.add_argument("--version", action="version", version=f"ppl {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("sample", help="run inference and print a summary",
+                       description="Run inference on MODEL and print a posterior summary.")
+    s.add_argument("model", metavar="MODEL", help="the .ppl model file")
+    _add(s, "--data", metavar="FILE", help="data as CmdStan-style JSON")
+    _add(s, "--method", default="auto", metavar="NAME",
+         help="inference method: auto (the first that can run), nuts, smc, enumerate")
+    _sampling_arguments(s, chains=4, draws=1000, warmup=1000, seed_max=SEED_MAX)
+    _add(s, "--target-accept", type=_fraction, default=None, metavar="P",
+         help="target acceptance rate, strictly between 0 and 1 (default: the method's: 0.8 for nuts)")
+    _add(s, "--particles", type=_integer(1), default=None, metavar="N",
+         help="number of particles (smc; default: the method's)")
+    _add(s, "--option", action="append", metavar="KEY=VALUE",
+         help="a method option, e.g. resampling=stratified or parameters=pmmh (repeatable); "
+              "unknown keys are an error")
+    _add(s, "--output", type=_output_path, metavar="FILE",
+         help="write the InferenceData as NetCDF (atomically; checked writable before the run)")
+    _add(s, "--vars", nargs="+", metavar="NAME",
+         help="variables to summarise (default: all with at most --max-elements elements)")
+    _add(s, "--max-elements", type=_integer(0), default=20, metavar="N",
+         help="leave arrays with more elements out of the summary")
+    _add(s, "--no-validate", action="store_true",
+         help="skip translation validation (default: validate)")
+    _add(s, "--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
     s.set_defaults(func=cmd_sample)
-    c = sub.add_parser("check", help="compile, validate and print the inference plan")
-    c.add_argument("model")
-    c.add_argument("--data")
-    c.add_argument("--method", default="auto")
-    c.add_argument("--ir", action="store_true", help="print the IR, and the IR after the plan's rewrites")
+
+    c = sub.add_parser("check", help="compile, validate and print the inference plan",
+                       description="Compile MODEL, check its data and print the inference plan.")
+    c.add_argument("model", metavar="MODEL", help="the .ppl model file")
+    _add(c, "--data", metavar="FILE", help="data as CmdStan-style JSON: bound, lowered and validated")
+    _add(c, "--method", default="auto", metavar="NAME", help="the method to plan for")
+    _add(c, "--ir", action="store_true",
+         help="print the IR, and the IR after the plan's rewrites (default: not)")
     c.set_defaults(func=cmd_check)
-    k = sub.add_parser("calibrate", help="simulation-based calibration of an inference method")
-    k.add_argument("model")
-    k.add_argument("--data", help="data as CmdStan-style JSON (its shapes and covariates are used)")
-    k.add_argument("--method", default="nuts")
-    k.add_argument("--replicates", type=int, default=100)
-    k.add_argument("--chains", type=int, default=2)
-    k.add_argument("--draws", type=int, default=500)
-    k.add_argument("--warmup", type=int, default=500)
-    k.add_argument("--keep", type=int, default=99, help="posterior draws kept (thinned) per rank")
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--alpha", type=float, default=0.01, help="family-wise significance level")
-    k.add_argument("--vars", nargs="+", help="variables to rank (default: every latent)")
-    k.add_argument("--output", help="write the rank histograms as PNG (atomically)")
-    k.add_argument("--quiet", action="store_true")
+
+    k = sub.add_parser("calibrate", help="simulation-based calibration of an inference method",
+                       description="Simulation-based calibration: replicate data from the prior, "
+                                   "infer, and test the ranks for uniformity.")
+    k.add_argument("model", metavar="MODEL", help="the .ppl model file")
+    _add(k, "--data", metavar="FILE",
+         help="data as CmdStan-style JSON (its shapes and covariates are used)")
+    _add(k, "--method", default="nuts", metavar="NAME", help="the method to calibrate")
+    _add(k, "--replicates", type=_integer(1), default=100, metavar="N",
+         help="simulated data sets")
+    _sampling_arguments(k, chains=2, draws=500, warmup=500, seed_max=CALIBRATE_SEED_MAX)
+    _add(k, "--keep", type=_integer(1), default=99, metavar="N",
+         help="posterior draws kept (thinned) per rank; at most chains × draws")
+    _add(k, "--alpha", type=_fraction, default=0.01, metavar="P",
+         help="family-wise significance level, strictly between 0 and 1")
+    _add(k, "--vars", nargs="+", metavar="NAME", help="variables to rank (default: every latent)")
+    _add(k, "--output", type=_output_path, metavar="FILE",
+         help="write the rank histograms as PNG (atomically)")
+    _add(k, "--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=cmd_calibrate)
-    g = sub.add_parser("graph", help="write the model graph as Graphviz DOT (plate notation)")
-    g.add_argument("model")
-    g.add_argument("--output", "-o")
+
+    g = sub.add_parser("graph", help="write the model graph as Graphviz DOT (plate notation)",
+                       description="Write MODEL's graph as Graphviz DOT, in plate notation.")
+    g.add_argument("model", metavar="MODEL", help="the .ppl model file")
+    _add(g, "--output", "-o", type=_output_path, metavar="FILE",
+         help="write the DOT text to FILE (atomically; default: standard output)")
     g.set_defaults(func=cmd_graph)
-    pl = sub.add_parser("plot", help="plot a saved run (a .nc file from --output) as PNG")
-    pl.add_argument("fit", help="NetCDF file written by ppl sample --output")
+
+    pl = sub.add_parser("plot", help="plot a saved run (a .nc file from --output) as PNG",
+                        description="ArviZ's plots of a saved run, as PNG.")
+    pl.add_argument("fit", metavar="FIT", help="NetCDF file written by ppl sample --output")
     pl.add_argument("kind", nargs="?", default="trace",
                     choices=["trace", "rank", "pair", "ppc", "forest", "energy"],
                     help="the plot (default: trace)")
-    pl.add_argument("--output", "-o", help="the PNG file (default: FIT_KIND.png here)")
-    pl.add_argument("--vars", nargs="+", help="variables to plot (default: the first few)")
+    _add(pl, "--output", "-o", type=_output_path, metavar="FILE",
+         help="the PNG file (atomically; default: FIT_KIND.png here)")
+    _add(pl, "--vars", nargs="+", metavar="NAME", help="variables to plot (default: the first few)")
     pl.set_defaults(func=cmd_plot)
-    r = sub.add_parser("repl", help="build and run a model interactively")
-    r.add_argument("model", nargs="?", help="a .ppl file to start from")
-    r.set_defaults(func=lambda args: __import__("ppl.repl", fromlist=["run"]).run(model_path=args.model))
+
+    r = sub.add_parser("repl", help="build and run a model interactively",
+                       description="An interactive session: build and run a model line by line.")
+    r.add_argument("model", nargs="?", metavar="MODEL", help="a .ppl file to start from")
+    r.set_defaults(func=_run_repl)
     return ap
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def _run_repl(args) -> int:
+    # JAX, numpyro and networkx first, while Ctrl-C still ends the process cleanly: in the
+    # session it raises KeyboardInterrupt, and one landing inside an import would leave that
+    # module half-initialised for the rest of the session
+    from . import api  # noqa: F401
+    from .runtime import signals
+    signals.uninstall()  # Ctrl-C belongs to the session: it stops a line, not the process
+    return __import__("ppl.repl", fromlist=["run"]).run(model_path=args.model) or EXIT_OK
+
+
+def _check_args(args) -> None:
+    """The checks across arguments (each argument alone is checked as it is parsed)."""
+    if args.command == "calibrate" and args.keep > args.chains * args.draws:
+        raise UsageError(f"--keep {args.keep} is more than the {args.chains * args.draws} draws of "
+                         f"a replicate (--chains {args.chains} × --draws {args.draws})", None,
+                         "keep at most chains × draws")
+
+
+# ================================================================ the entry point
+def _out_of_memory(e: BaseException) -> Optional[str]:
+    """The first line of an out-of-memory error, from Python or XLA; None for anything else."""
+    if isinstance(e, MemoryError):
+        return str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+    text = str(e)
+    if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text and "Runtime" in type(e).__name__:
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+        return lines[0] if lines else "out of memory"
+    return None
+
+
+def run(argv: Optional[List[str]]) -> int:
+    """Parse, check and run one command; the exit code. Every error becomes a message."""
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USER_ERROR
     except PPLError as e:
         sys.stderr.write(e.format() + "\n")
-        return 1
+        return EXIT_USER_ERROR
+    try:
+        _check_args(args)
+        if sys.getrecursionlimit() < RECURSION_LIMIT:
+            sys.setrecursionlimit(RECURSION_LIMIT)
+        return args.func(args)
+    except PPLInternalError as e:
+        sys.stderr.write(e.format() + "\n")
+        return EXIT_INTERNAL_ERROR
+    except PPLError as e:
+        sys.stderr.write(e.format() + "\n")
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        sys.stderr.write("ppl: interrupted (SIGINT, Ctrl-C)\n")
         return 130
-    except Exception as e:  # a bug in ppl: short message, traceback only on request
+    except BrokenPipeError:  # `ppl check m.ppl | head`: the reader left
+        return EXIT_USER_ERROR
+    except Exception as e:
+        oom = _out_of_memory(e)
+        if oom is not None and not os.environ.get("PPL_DEBUG"):
+            sys.stderr.write(PPLError(f"out of memory: {oom}", None,
+                                      "use fewer chains, draws or particles, or less data; "
+                                      "`ppl check` shows the model's size").format() + "\n")
+            return EXIT_USER_ERROR
         if os.environ.get("PPL_DEBUG"):
             raise
-        sys.stderr.write(f"internal error in ppl: {type(e).__name__}: {e}\n"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        sys.stderr.write(f"internal error in ppl: {type(e).__name__}: {first}\n"
                          "This is a bug in ppl; rerun with PPL_DEBUG=1 for the traceback and report it.\n")
-        return 2
+        return EXIT_INTERNAL_ERROR
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The `ppl` command. Called without arguments it is the process (the console script,
+    `python -m ppl`): it takes over SIGINT and SIGTERM first, and ends the process itself with
+    the exit code, without waiting for XLA's threads. Called with a list (tests, embedding),
+    it returns the exit code."""
+    if argv is not None:
+        return run(argv)
+    from .runtime import signals
+    signals.install()  # before anything slow: JAX is imported later, on demand
+    code = EXIT_INTERNAL_ERROR
+    try:
+        code = run(None)
+    finally:
+        _exit_now(code)
+    return code  # pragma: no cover
+
+
+def _exit_now(code: int) -> None:
+    """Flush and leave. os._exit skips the interpreter's teardown, where XLA's compile threads
+    still running can abort the process ("terminate called after throwing …", exit 134)."""
+    from .runtime import files, signals
+    try:
+        import logging
+        logging.shutdown()
+    except Exception:
+        pass
+    with files.LOCK:  # not in the middle of a rename
+        signals.exit_process(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

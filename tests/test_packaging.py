@@ -1,4 +1,5 @@
-"""The wheel carries the grammar and the standard library (an installed copy needs no checkout)."""
+"""The wheel carries the grammar, its parse tables and the standard library (an installed copy
+needs no checkout and builds nothing at run time)."""
 import subprocess
 import sys
 import zipfile
@@ -18,6 +19,16 @@ def test_wheel_contains_grammar_and_stdlib(tmp_path):
     assert "ppl/_grammar/ppl.lark" in names
     stdlib = {p.name for p in (ROOT / "stdlib").glob("*.ppl")}
     assert stdlib and {f"ppl/_stdlib/{n}" for n in stdlib} <= names
+    # the parse tables, built at build time: an installed copy loads them and builds nothing
+    assert "ppl/_grammar/ppl.tables.json" in names
+    from ppl.syntax import tables
+    wheel_zip = zipfile.ZipFile(wheel)
+    grammar = wheel_zip.read("ppl/_grammar/ppl.lark").decode()
+    parser = tables.loads(wheel_zip.read("ppl/_grammar/ppl.tables.json").decode(), grammar)
+    assert parser is not None, "the packaged tables do not match the packaged grammar"
+    source = (ROOT / "examples" / "eight_schools.ppl").read_text()
+    assert parser.parse(source) == tables.build(grammar).parse(source)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    text = wheel_zip.read(entry_points).decode()
     assert "[pygments.lexers]\nppl = ppl.syntax.highlight:PPLLexer" in text
+    assert "ppl = ppl.__main__:entry" in text

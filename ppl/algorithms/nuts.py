@@ -1,4 +1,4 @@
-"""NUTS chains: NumPyro's functional kernel inside `lax.scan`, chains `vmap`ped.
+"""NUTS chains: NumPyro's functional kernel inside `lax.scan`, chains spread over devices.
 
 Warm-up adapts the step size (dual averaging) and a diagonal mass matrix (windowed, Stan's
 schedule), all inside NumPyro's `sample_kernel`. The scan is cut into chunks so a caller can
@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.hmc import hmc
+
+from ..config import cores
 
 
 class NutsTrace(NamedTuple):
@@ -66,28 +68,34 @@ class NutsSampler:
         self._start_fn = start
         self._start = jax.jit(start, static_argnums=(3, 4))
         self._compiled = {}  # chunk length -> compiled advance (from precompile)
-        batched = jax.vmap(advance, in_axes=(0, None, None))
-        self._advance = jax.jit(batched, static_argnums=2)
-        # Chains split over host devices run on separate cores: each device gets its own
-        # program (pmap), so one device's tree building never waits on another's.
-        self.devices = _devices_for(num_chains)
-        if self.devices > 1:
-            self._advance_parallel = jax.pmap(batched, in_axes=(0, None, None),
-                                              static_broadcasted_argnums=2,
-                                              devices=jax.local_devices()[: self.devices])
+        # Chain c's draws must depend on (seed, c) alone, not on how many chains run beside it
+        # nor on the device layout. XLA compiles a NUTS while-loop batched by `vmap` to a
+        # different program whose rounding also depends on the lane, so chains are not
+        # vmapped: each runs the unbatched program, one after another on its device
+        # (`lax.map`), and devices (one per core) run in parallel (`pmap`). Lanes past the
+        # last chain repeat a real chain and are dropped.
+        self.lanes = _lanes_for(num_chains)
+        devices = self.lanes.shape[0]
+
+        def per_device(state, data, length):
+            return jax.lax.map(lambda s: advance(s, data, length), state)
+
+        if devices > 1:
+            self._advance = jax.pmap(per_device, in_axes=(0, None, None), static_broadcasted_argnums=2,
+                                     devices=jax.local_devices()[:devices])
+        else:
+            self._advance = jax.jit(lambda st, data, n: jax.tree.map(
+                lambda x: x[None], per_device(jax.tree.map(lambda x: x[0], st), data, n)),
+                static_argnums=2)
 
     def precompile(self, key, keys, data, dim, tries=20):
         """Compile the sampling kernel ahead of time (ppl runs this in a background thread, so
         the kernel compiles while validation and initialisation compile on the main thread)."""
         state = jax.eval_shape(lambda k, ks, d: self._start_fn(k, ks, d, dim, tries)[0], key, keys, data)
         n = self.chunk
-        if self.devices > 1:
-            d = self.devices
-            state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((d, x.shape[0] // d) + x.shape[1:],
-                                                                x.dtype), state)
-            self._compiled[n] = self._advance_parallel.lower(state, data, n).compile()
-        else:
-            self._compiled[n] = self._advance.lower(state, data, n).compile()
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(self.lanes.shape + x.shape[1:], x.dtype),
+                             state)
+        self._compiled[n] = self._advance.lower(state, data, n).compile()
 
     def precompile_start(self, key, keys, data, dim, tries=20):
         self._start_compiled = (dim, tries, self._start.lower(key, keys, data, dim, tries).compile())
@@ -104,21 +112,18 @@ class NutsSampler:
     def run(self, state, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
         total = self.num_warmup + self.num_samples
         outs, done = [], 0
-        d = self.devices
-        if d > 1:
-            state = jax.tree.map(lambda x: x.reshape((d, x.shape[0] // d) + x.shape[1:]), state)
+        lanes = self.lanes
+        first = np.unique(lanes.ravel(), return_index=True)[1]  # each chain's own lane
+        state = jax.tree.map(lambda x: x[lanes], state)
         while done < total:
             n = min(self.chunk, total - done)
             if n in self._compiled:
                 state, out = self._compiled[n](state, data)
-            elif d > 1:
-                state, out = self._advance_parallel(state, data, n)
             else:
                 state, out = self._advance(state, data, n)
             # host-side from here: slicing device arrays op by op would cost more than sampling
             out = jax.device_get(out)
-            if d > 1:
-                out = tuple(x.reshape((-1,) + x.shape[2:]) for x in out)
+            out = tuple(x.reshape((-1,) + x.shape[2:])[first] for x in out)
             outs.append(out)
             done += n
             if progress is not None:
@@ -130,9 +135,14 @@ class NutsSampler:
         return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
 
 
-def _devices_for(num_chains: int) -> int:
-    """How many host devices to spread the chains over (a divisor of the number of chains)."""
-    n = min(jax.local_device_count(), num_chains)
-    while n > 1 and num_chains % n:
-        n -= 1
-    return max(n, 1)
+def _lanes_for(num_chains: int) -> np.ndarray:
+    """Chain index per (device, position): chains split evenly over at most one device per
+    core, each device's list padded by repeating its last chain."""
+    devices = max(1, min(jax.local_device_count(), cores(), num_chains))
+    per_device = -(-num_chains // devices)
+    devices = -(-num_chains // per_device)
+    lanes = np.empty((devices, per_device), dtype=np.int32)
+    for d in range(devices):
+        own = list(range(d * per_device, min((d + 1) * per_device, num_chains)))
+        lanes[d] = own + [own[-1]] * (per_device - len(own))
+    return lanes

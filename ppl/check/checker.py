@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 from ..builtins.distributions import DISTRIBUTIONS, density_function, rng_function
 from ..builtins.functions import FUNCTIONS
 from ..syntax import ast as A
-from ..syntax.errors import PPLCheckError, Warning_, did_you_mean
+from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
 from ..syntax.parser import parse
 from ..syntax.visit import walk
 
@@ -83,8 +83,11 @@ def stdlib_path() -> Path:
     return here.parent / "stdlib"
 
 
-class _Scope:
-    def __init__(self, parent: Optional["_Scope"] = None, barrier: bool = False):
+class Scope:
+    """Names visible in a block, chained to the enclosing blocks (the checker maps them to
+    types, the IR builder to roles)."""
+
+    def __init__(self, parent: Optional["Scope"] = None, barrier: bool = False):
         self.parent, self.barrier = parent, barrier
         self.names: Dict[str, Ty] = {}
 
@@ -111,9 +114,9 @@ class Checker:
         self.funs: Dict[str, A.FunDef] = {}
         self.warnings: List[Warning_] = []
         self.imports: List[str] = []
-        self.globals = _Scope()
+        self.globals = Scope()
         # generated quantities live in their own scope: the model cannot see them
-        self.gen_scope = _Scope(self.globals)
+        self.gen_scope = Scope(self.globals)
         self.loop_vars: Dict[str, int] = {}  # loop variable -> line of its loop
         self.later: Dict[str, A.Span] = {}  # top-level names -> where they are first defined
 
@@ -125,8 +128,8 @@ class Checker:
         sp = getattr(e, "span", None)
         if sp is None or sp.line <= 0 or sp.line != sp.end_line:
             return None
-        lines = self.program.source.splitlines()
-        return lines[sp.line - 1][sp.col - 1:sp.end_col - 1] if sp.line <= len(lines) else None
+        line = source_line(self.program.source, sp.line)  # numbered as the parser numbers them
+        return line[sp.col - 1:sp.end_col - 1] if line is not None else None
 
     def _declared_hint(self, v: Optional[VarInfo]) -> Optional[str]:
         if v is None or v.type is None:
@@ -199,7 +202,7 @@ class Checker:
             raise self.err(f'function "{f.name}" is already defined', f.name_span,
                            "choose another name")
         self.funs[f.name] = f  # before the body: recursion is rejected below, but names resolve
-        scope = _Scope(None)
+        scope = Scope(None)
         for p in f.params:
             scope.names[p.name] = Ty(type_base(p.type), type_rank(p.type)) if p.type else Ty("real", None)
         returns = [False]
@@ -228,13 +231,13 @@ class Checker:
             elif isinstance(s, A.For):
                 self._expr(s.lo, scope)
                 self._expr(s.hi, scope)
-                inner = _Scope(scope)
+                inner = Scope(scope)
                 inner.names[s.var] = INT
                 self._fun_body(s.body, inner, returns, f)
             elif isinstance(s, A.If):
                 self._expr(s.cond, scope)
-                self._fun_body(s.then, _Scope(scope), returns, f)
-                self._fun_body(s.orelse, _Scope(scope), returns, f)
+                self._fun_body(s.then, Scope(scope), returns, f)
+                self._fun_body(s.orelse, Scope(scope), returns, f)
             else:
                 raise self.err("only assignments, loops, if/else and return are allowed in a function",
                                s.span, "functions are deterministic: draw random variables in the model")
@@ -285,7 +288,7 @@ class Checker:
                                 f"(line {v.span.line}); declare it int")
                     raise self.err("an array size must be an integer", d.span, hint)
 
-    def _stmt(self, s: A.Stmt, scope: _Scope, loop_depth: int, in_generated: bool):
+    def _stmt(self, s: A.Stmt, scope: Scope, loop_depth: int, in_generated: bool):
         if isinstance(s, A.DataDecl):
             if loop_depth or in_generated:
                 raise self.err("data must be declared at the top level", s.span,
@@ -334,7 +337,7 @@ class Checker:
             for e, t in ((s.lo, lo), (s.hi, hi)):
                 if t.base != "int" or (t.rank or 0) != 0:
                     raise self.err("a loop bound must be an integer", e.span)
-            inner = _Scope(scope)
+            inner = Scope(scope)
             if s.var in self.vars:
                 raise self.err(f'loop variable "{s.var}" hides the variable declared at line '
                                f"{self.vars[s.var].span.line}", s.var_span, "rename the loop variable")
@@ -346,9 +349,9 @@ class Checker:
         elif isinstance(s, A.If):
             self._expr(s.cond, scope)
             for b in s.then:
-                self._stmt(b, _Scope(scope), loop_depth + 1, in_generated)
+                self._stmt(b, Scope(scope), loop_depth + 1, in_generated)
             for b in s.orelse:
-                self._stmt(b, _Scope(scope), loop_depth + 1, in_generated)
+                self._stmt(b, Scope(scope), loop_depth + 1, in_generated)
         elif isinstance(s, A.Generated):
             if loop_depth or in_generated:
                 raise self.err("generated { } must be at the top level", s.span)
@@ -520,7 +523,7 @@ class Checker:
         return Ty("int" if spec.discrete else "real", rank)
 
     # ------------------------------------------------------------ expressions
-    def _expr(self, e: A.Expr, scope: _Scope) -> Ty:
+    def _expr(self, e: A.Expr, scope: Scope) -> Ty:
         if isinstance(e, A.Num):
             return INT if e.is_int else REAL
         if isinstance(e, A.Bool):
@@ -728,7 +731,7 @@ def _were(n: int) -> str:
     return "was" if n == 1 else "were"
 
 
-def _is_loop_var(scope: _Scope, name: str) -> bool:
+def _is_loop_var(scope: Scope, name: str) -> bool:
     s = scope
     while s is not None:
         if name in s.names:
@@ -742,4 +745,6 @@ def _describe(e: A.Expr) -> str:
 
 
 def check(program: A.Program) -> CheckedProgram:
-    return Checker(program).run()
+    from ..syntax.parser import recursion_headroom
+    with recursion_headroom():  # the checks recurse a few frames per level of nesting
+        return Checker(program).run()

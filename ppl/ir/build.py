@@ -6,39 +6,16 @@ functions or densities; statements get their role and identity; loops get their 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import List, Optional, Tuple
 
 from ..builtins.distributions import DISTRIBUTIONS, density_function
-from ..check.checker import CONSTRAINED_TYPES, CheckedProgram
+from ..check.checker import CONSTRAINED_TYPES, CheckedProgram, Scope
 from ..syntax import ast as A
 from ..syntax.visit import walk
 from . import nodes as N
 from .loops import plan as plan_loop
 
 _CORE_RANK = CONSTRAINED_TYPES  # rank of one value of a constrained type
-
-
-class _Scope:
-    """Names local to a block: loop variables ("index") and values defined inside ("local")."""
-
-    def __init__(self, parent: Optional["_Scope"] = None):
-        self.parent = parent
-        self.names: Dict[str, str] = {}
-
-    def lookup(self, name) -> Optional[str]:
-        s = self
-        while s is not None:
-            if name in s.names:
-                return s.names[name]
-            s = s.parent
-        return None
-
-    def all(self) -> Set[str]:
-        s, out = self, set()
-        while s is not None:
-            out |= set(s.names)
-            s = s.parent
-        return out
 
 
 class Builder:
@@ -55,7 +32,7 @@ class Builder:
     # ------------------------------------------------------------ entry
     def build(self) -> N.ModelIR:
         functions = {name: self._function(f) for name, f in self.ck.functions.items()}
-        top = _Scope()
+        top = Scope()
         body = self._block(self.ck.body, top, generated=False)
         variables = {name: self._variable(name) for name in self.variables}
         prog = self.ck.program
@@ -73,7 +50,7 @@ class Builder:
         if info.type is not None and info.type.bound("lower") is not None and \
                 info.type.bound("upper") is not None and discrete:
             finite = True
-        vtype = self._type(info.type, _Scope()) if info.type is not None else None
+        vtype = self._type(info.type, Scope()) if info.type is not None else None
         size_vars = ()
         if vtype is not None:
             size_vars = tuple(sorted({x.name for d in vtype.dims for x in walk(d)
@@ -100,7 +77,7 @@ class Builder:
 
     # ------------------------------------------------------------ functions
     def _function(self, f: A.FunDef) -> N.Function:
-        scope = _Scope()
+        scope = Scope()
         params = []
         for p in f.params:
             scope.names[p.name] = "local"
@@ -130,7 +107,7 @@ class Builder:
     def _lvalue(self, lv: A.LValue, scope) -> N.LValue:
         return N.LValue(lv.name, tuple(self._expr(i, scope) for i in lv.indices), lv.span)
 
-    def _stmt(self, s, scope: _Scope, generated: bool) -> Optional[N.Stmt]:
+    def _stmt(self, s, scope: Scope, generated: bool) -> Optional[N.Stmt]:
         if isinstance(s, (A.DataDecl, A.Import, A.FunDef)):
             return None
         if isinstance(s, A.ParamDecl):
@@ -164,19 +141,19 @@ class Builder:
             return N.Factor(self.sid(), s.span, self._expr(s.value, scope))
         if isinstance(s, A.For):
             lo, hi = self._expr(s.lo, scope), self._expr(s.hi, scope)
-            outer = (set(self.variables) if not self.in_function else set()) | scope.all()
-            inner = _Scope(scope)
+            outer = (set(self.variables) if not self.in_function else set()) | scope.all_names()
+            inner = Scope(scope)
             inner.names[s.var] = "index"
             body = self._block(s.body, inner, generated)
             return N.Loop(self.sid(), s.span, s.var, lo, hi, body, plan_loop(s.var, body, outer),
                           s.var_span)
         if isinstance(s, A.If):
             cond = self._expr(s.cond, scope)
-            then = self._block(s.then, _Scope(scope), generated)
-            orelse = self._block(s.orelse, _Scope(scope), generated)
+            then = self._block(s.then, Scope(scope), generated)
+            orelse = self._block(s.orelse, Scope(scope), generated)
             return N.Branch(self.sid(), s.span, cond, then, orelse)
         if isinstance(s, A.Generated):
-            return N.Generated(self.sid(), s.span, self._block(s.body, _Scope(scope), True))
+            return N.Generated(self.sid(), s.span, self._block(s.body, Scope(scope), True))
         if isinstance(s, A.Return):
             return N.Return(self.sid(), s.span, self._expr(s.value, scope))
         raise TypeError(f"the IR builder does not know {type(s).__name__}")  # pragma: no cover

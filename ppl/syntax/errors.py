@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
 
 from .span import Span
 
@@ -82,9 +82,9 @@ def format_message(kind: str, message: str, span: Optional[Span], hint: Optional
         where = f"{where}:{span.line}:{span.col}"
     out = [f"{where}: {kind}: {message}"]
     if span is not None and span.line > 0 and source is not None:
-        lines = source.splitlines()
+        lines = source_lines(source)
         if 0 < span.line <= len(lines):
-            text = lines[span.line - 1].rstrip("\n").replace("\t", " ")
+            text = display_line(lines[span.line - 1])
             num = str(span.line)
             pad = " " * len(num)
             if span.end_line == span.line and span.end_col > span.col:
@@ -98,6 +98,33 @@ def format_message(kind: str, message: str, span: Optional[Span], hint: Optional
     if hint:
         out.append(f"hint: {hint}")
     return "\n".join(out)
+
+
+def source_lines(source: str) -> List[str]:
+    """The lines of a program as the parser numbers them: split at "\n" only (and "\r\n").
+
+    str.splitlines also splits at \v, \f, \x1c-\x1e, U+0085, U+2028 and U+2029, which the
+    parser takes as ordinary characters: a comment holding one would shift every line number
+    after it. Every frame and every lookup of a line by its number goes through this."""
+    lines = source.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def source_line(source: str, number: int) -> Optional[str]:
+    """Line `number` (from 1) of the program, or None."""
+    lines = source_lines(source)
+    return lines[number - 1] if 0 < number <= len(lines) else None
+
+
+# characters that would move the cursor or break the line when a frame is printed; each is
+# shown as one space, so the caret stays under the column the parser counted
+_INVISIBLE = {c: " " for c in [*range(0x00, 0x20), 0x7F, 0x85, 0x2028, 0x2029]}
+
+
+def display_line(text: str) -> str:
+    return text.translate(_INVISIBLE)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:

@@ -1,15 +1,18 @@
 """Source text → AST, with syntax errors in the common frame."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import re
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import ast as A
-from .errors import PPLSyntaxError
+from .errors import PPLSyntaxError, source_lines
+from .tables import BracketNewlines, load_parser
 
 
 def grammar_path() -> Path:
@@ -21,30 +24,14 @@ def grammar_path() -> Path:
     raise FileNotFoundError("ppl.lark not found: the installation is incomplete")
 
 
-class _BracketNewlines:
-    """Post-lexer: inside ( ) and [ ] a newline does not end a statement."""
-
-    always_accept = ("_NL",)
-
-    def process(self, stream):
-        depth = 0
-        for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
-                depth += 1
-            elif tok.type in ("RPAR", "RSQB"):
-                depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth > 0:
-                continue
-            yield tok
+# the post-lexer lives with the tables (setup.py builds them without importing ppl)
+_BracketNewlines = BracketNewlines
 
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
-    # cache=True: Lark stores the LALR tables (keyed by the grammar's hash) in the temporary
-    # directory, so later starts skip building them (a third of a second).
-    return Lark(grammar_path().read_text(), parser="lalr", lexer="contextual",
-                postlex=_BracketNewlines(), propagate_positions=True, maybe_placeholders=True,
-                cache=True)
+    # never Lark's cache=True: it unpickles a file from the shared temporary directory
+    return load_parser(grammar_path())
 
 
 def _span(meta) -> A.Span:
@@ -62,7 +49,8 @@ def _block(items):
 
 
 @v_args(meta=True)
-class _ToAST(Transformer):
+class _ToAST(Transformer_NonRecursive):
+    # not recursive: a 500-term sum or 300 nested calls must not hit Python's recursion limit
     # ---- statements
     def start(self, meta, items):
         return _block(items)
@@ -172,10 +160,24 @@ class _ToAST(Transformer):
         return A.Transpose(_span(meta), c[0])
 
     def int_lit(self, meta, c):
-        return A.Num(_span(meta), int(c[0]), True)
+        text = str(c[0])
+        # int() of more than 4,300 digits raises ValueError (Python's guard against slow
+        # conversions); anything past 19 digits is beyond int64 anyway
+        value = int(text) if len(text) <= 20 else None
+        if value is None or value > INT_MAX:
+            shown = text if len(text) <= 30 else f"{text[:12]}…{text[-6:]} ({len(text)} digits)"
+            hint = f"integers are 64-bit, at most {INT_MAX}"
+            if len(text) <= 308:
+                hint += f"; for a real number write it with an exponent: {_as_real(text)}"
+            raise PPLSyntaxError(f"integer literal {shown} is too large", _span(meta), hint)
+        return A.Num(_span(meta), value, True)
 
     def real_lit(self, meta, c):
-        return A.Num(_span(meta), float(c[0]), False)
+        value = float(c[0])
+        if math.isinf(value):
+            raise PPLSyntaxError(f"number {_short(str(c[0]))} is too large for a real", _span(meta),
+                                 "reals are 64-bit floating point, at most about 1.8e308")
+        return A.Num(_span(meta), value, False)
 
     def true_lit(self, meta, c):
         return A.Bool(_span(meta), True)
@@ -288,7 +290,91 @@ def _describe_token(tok) -> str:
     return f'"{tok}"'
 
 
+INT_MAX = 2**63 - 1
+# How deeply expressions and blocks may nest. The later stages walk the program recursively;
+# the parser itself does not, and past this depth a program is machine-made and wrong.
+MAX_DEPTH = 1000
+# Python frames the recursive stages may need for a program MAX_DEPTH deep (a few per level).
+RECURSION_NEEDED = 10 * MAX_DEPTH
+
+
+@contextlib.contextmanager
+def recursion_headroom(frames: int = RECURSION_NEEDED):
+    """Raise Python's recursion limit (1000 by default) to `frames` for the duration, never
+    lower it: the checker and the data checks recurse a few frames per level of nesting.
+    Python 3.11 runs Python-to-Python calls without growing the C stack, so this is safe."""
+    import sys
+    before = sys.getrecursionlimit()
+    if before < frames:
+        sys.setrecursionlimit(frames)
+    try:
+        yield
+    finally:
+        if before < frames and sys.getrecursionlimit() == frames:
+            sys.setrecursionlimit(before)
+
+
+def _as_real(digits: str) -> str:
+    return f"{digits[0]}.{digits[1:4] or '0'}e{len(digits) - 1}"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 30 else f"{text[:12]}…{text[-6:]}"
+
+
+def decode_source(data: bytes, filename: str, error=PPLSyntaxError, what: str = "model") -> str:
+    """The text of a model (or data) file: UTF-8 (a byte order mark is dropped), or UTF-16/32
+    when the file starts with their byte order mark. Anything else is a framed `error` at the
+    first byte that is not UTF-8."""
+    import codecs
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                       (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError:
+                break
+    binary = error("this is not a text file: it holds binary data", None,
+                   f"give the path to the {what} file, UTF-8 text", None, filename)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if b"\0" in data[:4096]:
+            raise binary from None
+        shown = data.decode("utf-8", errors="replace")
+        line = data.count(b"\n", 0, e.start) + 1
+        start = data.rfind(b"\n", 0, e.start) + 1
+        col = len(data[start:e.start].decode("utf-8", errors="replace")) + 1
+        raise error(f"the file is not valid UTF-8: byte 0x{data[e.start]:02x} cannot be decoded",
+                    A.Span(line, col, line, col + 1),
+                    f"save the {what} as UTF-8 text (ppl reads UTF-8, or UTF-16 with a byte "
+                    "order mark)", shown, filename) from None
+    if "\0" in text:
+        raise binary
+    return text
+
+
+def read_source(path) -> str:
+    """A model file's text, or a PPLError saying why it cannot be read."""
+    p = Path(path)
+    if p.is_dir():
+        raise PPLSyntaxError("this is a directory, not a model file", None,
+                             "give the path to a .ppl file", None, str(path))
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise PPLSyntaxError("model file not found", None, "give the path to a .ppl file", None,
+                             str(path)) from None
+    except OSError as e:
+        raise PPLSyntaxError(f"cannot read the model file: {e.strerror or e}", None,
+                             "check the path and its permissions", None, str(path)) from None
+    return decode_source(data, str(path))
+
+
 def parse(source: str, filename: str = "<input>") -> A.Program:
+    if source.startswith("\ufeff"):  # a UTF-8 byte order mark, as some editors write
+        source = source[1:]
     try:
         tree = _parser().parse(source + ("\n" if not source.endswith("\n") else ""))
     except UnexpectedInput as e:
@@ -299,11 +385,62 @@ def parse(source: str, filename: str = "<input>") -> A.Program:
         if isinstance(e.orig_exc, PPLSyntaxError):
             raise e.orig_exc.attach(source, filename) from None
         raise
+    _check_depth(body, source, filename)
     return A.Program(body, source, filename)
 
 
+def _children(node):
+    """The statements and expressions directly inside a node."""
+    if isinstance(node, A.Expr):
+        if isinstance(node, A.BinOp):
+            return (node.left, node.right)
+        if isinstance(node, (A.UnOp, A.Transpose)):
+            return (node.operand,)
+        if isinstance(node, A.Call):
+            return ((node.given,) if node.given is not None else ()) + node.args
+        if isinstance(node, A.Index):
+            return (node.base,) + node.indices
+        if isinstance(node, A.Slice):
+            return tuple(x for x in (node.lo, node.hi) if x is not None)
+        if isinstance(node, A.ArrayLit):
+            return node.items
+        return ()
+    out = []
+    for name in ("type", "dist", "value", "target", "lo", "hi", "cond", "body", "then", "orelse",
+                 "returns"):
+        v = getattr(node, name, None)
+        if v is None:
+            continue
+        if isinstance(v, tuple):
+            out.extend(v)
+        elif isinstance(v, A.TypeExpr):
+            out.extend(b.value for b in v.bounds)
+            out.extend(d for g in v.dims for d in g)
+        elif isinstance(v, A.LValue):
+            out.extend(v.indices)
+        else:
+            out.append(v)
+    for p in getattr(node, "params", ()) or ():
+        if p.type is not None:
+            out.extend(d for g in p.type.dims for d in g)
+    return tuple(out)
+
+
+def _check_depth(body, source, filename):
+    """A framed error, not a RecursionError in a later stage, for absurdly deep nesting."""
+    stack = [(s, 1) for s in body]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise PPLSyntaxError(f"the program nests more than {MAX_DEPTH} levels deep here",
+                                 getattr(node, "span", None),
+                                 "split the expression or the blocks, e.g. name partial results "
+                                 "with `=`", source, filename)
+        stack.extend((c, depth + 1) for c in _children(node))
+
+
 def _eof_pos(source: str):
-    lines = source.splitlines() or [""]
+    lines = source_lines(source) or [""]
     return len(lines), len(lines[-1]) + 1
 
 
@@ -315,7 +452,7 @@ def _brackets_before(source: str, line: int, col: int):
     """Scan the source up to (line, col): the brackets still open there (innermost last), and
     the first closing bracket that matched nothing, if any."""
     stack, stray = [], None
-    for ln, text in enumerate(source.splitlines(), start=1):
+    for ln, text in enumerate(source_lines(source), start=1):
         if ln > line:
             break
         for c, ch in enumerate(text, start=1):
@@ -364,7 +501,7 @@ def _accepted(e) -> set:
 
 
 def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
-    lines = source.splitlines()
+    lines = source_lines(source)
 
     def err(msg, line, col, width=1, hint=None):
         return PPLSyntaxError(f"syntax error: {msg}", A.Span(line, col, line, col + max(1, width)),

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from ppl.cli import main
+from ppl.syntax.errors import display_line, source_lines
 
 CASES = Path(__file__).resolve().parent / "cases"
 ROOT = CASES.parents[2]
 UPDATE = os.environ.get("PPL_UPDATE_GOLDEN") == "1"
 
-# Cases whose message has no source line to show (the file itself is missing).
-NO_FRAME = {"data_file_not_found"}
+# Cases whose message has no source line to show (the file is missing, empty or not text).
+NO_FRAME = {"data_file_not_found", "data_empty", "syntax_binary_file"}
 # Cases where the message says everything and a hint would only repeat it.
 NO_HINT = set()
 
@@ -100,9 +101,11 @@ def test_frame(name):
         assert caret, f"{name}: no caret line: {lines[2]!r}"
         assert len(caret.group("pad")) == len(src.group("num")) + 1
         assert len(caret.group("lead")) + 1 == int(head.group("col")), "caret not under the column"
-        # the file named is the program or its data file, and the line shown is the real one
-        shown = (CASES / head.group("file")).read_text().splitlines()[int(head.group("line")) - 1]
-        assert shown.replace("\t", " ").rstrip() == src.group("text").rstrip()
+        # the file named is the program or its data file, and the line shown is the real one,
+        # counted as the parser counts lines (at "\n" only: not at \v, \f, U+0085, U+2028 …)
+        text = (CASES / head.group("file")).read_bytes().decode("utf-8", errors="replace")
+        shown = source_lines(text)[int(head.group("line")) - 1]
+        assert display_line(shown).rstrip() == src.group("text").rstrip()
     if name not in NO_HINT:
         assert any(line.startswith("hint: ") for line in lines), f"{name}: no hint"
     assert not any(line.startswith("hint: ") and len(line) < 12 for line in lines)
