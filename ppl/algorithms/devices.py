@@ -135,6 +135,22 @@ def process_share(chains: int):
     return first, max(0, min(chains, first + per) - first), per
 
 
+_BARRIERS = [0]
+BARRIER_TIMEOUT_S = 24 * 3600
+
+
+def _barrier():
+    """Wait for every process at the coordination service (a long timeout: processes finish
+    their chains at different times) before the collective, whose CPU (gloo) set-up gives up
+    within about a minute when one process comes late."""
+    from jax._src import distributed  # noqa: PLC0415 (no public barrier with a timeout)
+    client = getattr(distributed.global_state, "client", None)
+    if client is None:
+        return
+    _BARRIERS[0] += 1
+    client.wait_at_barrier(f"ppl_gather_chains_{_BARRIERS[0]}", BARRIER_TIMEOUT_S * 1000)
+
+
 def gather_chains(tree, chains: int):
     """Every process's chains (leaves with a leading chain axis of this process's share),
     concatenated in chain order on every process; the identity in a single process."""
@@ -151,6 +167,7 @@ def gather_chains(tree, chains: int):
             a = np.concatenate([a, fill])
         return a
 
+    _barrier()
     stacked = multihost_utils.process_allgather(jax.tree_util.tree_map(pad, tree), tiled=False)
     return jax.tree_util.tree_map(
         lambda a: np.asarray(a).reshape((-1,) + a.shape[2:])[:chains], stacked)

@@ -14,6 +14,7 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 
 from ..config import cores
+from .devices import local_devices
 
 
 class NutsTrace(NamedTuple):
@@ -31,7 +32,8 @@ class NutsSampler:
 
     def __init__(self, potential: Callable, num_warmup: int, num_samples: int,
                  target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-                 dense_mass: bool = False, chunk: Optional[int] = None, num_chains: int = 1):
+                 dense_mass: bool = False, chunk: Optional[int] = None, num_chains: int = 1,
+                 devices: Optional[int] = None):
         self.num_warmup, self.num_samples = num_warmup, num_samples
         total = num_warmup + num_samples
         self.chunk = chunk or total
@@ -74,7 +76,7 @@ class NutsSampler:
         # vmapped: each runs the unbatched program, one after another on its device
         # (`lax.map`), and devices (one per core) run in parallel (`pmap`). Lanes past the
         # last chain repeat a real chain and are dropped.
-        self.lanes = _lanes_for(num_chains)
+        self.lanes = _lanes_for(num_chains, devices)
         devices = self.lanes.shape[0]
 
         def per_device(state, data, length):
@@ -135,10 +137,13 @@ class NutsSampler:
         return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
 
 
-def _lanes_for(num_chains: int) -> np.ndarray:
-    """Chain index per (device, position): chains split evenly over at most one device per
-    core, each device's list padded by repeating its last chain."""
-    devices = max(1, min(jax.local_device_count(), cores(), num_chains))
+def _lanes_for(num_chains: int, devices: Optional[int] = None) -> np.ndarray:
+    """Chain index per (device, position): chains split evenly over `devices` devices (default
+    at most one per core), each device's list padded by repeating its last chain."""
+    if devices is None:
+        devices = max(1, min(jax.local_device_count(), cores(), num_chains))
+    else:
+        devices = min(len(local_devices(devices)), num_chains)
     per_device = -(-num_chains // devices)
     devices = -(-num_chains // per_device)
     lanes = np.empty((devices, per_device), dtype=np.int32)

@@ -527,7 +527,8 @@ class ParticleGibbsProgram:
 
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
                  warmup=1000, particles=100, mh_steps=5, target_accept=0.3, proposal="auto",
-                 evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000, **_):
+                 evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000,
+                 devices=None, **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
@@ -546,6 +547,11 @@ class ParticleGibbsProgram:
         self.evidence_model = self.ssm.model("guided" if guided else None)
         self.evidence_method = ("Kalman filter" if self.kalman else
                                 f"{'guided' if guided else 'bootstrap'} particle filter")
+        # chain c from the key of (seed, c) alone, unbatched, one device per chain where there
+        # are devices enough (ppl/algorithms/devices.py): its draws are the same on any number
+        # of devices or processes
+        self.first, self.count, _ = _devices.process_share(self.chains)
+        self.layout = _devices.layout(self.count, devices, shard="chains")
         self._run = jax.jit(self._run_impl)
         self.finalize = Finalize(lowered)
         self._evidence = jax.jit(self._evidence_impl)
@@ -592,8 +598,13 @@ class ParticleGibbsProgram:
         return _pg.parameter_chain(k2, u_theta, ref, sweep, log_joint, self.warmup, self.draws,
                                    self.mh_steps, self.target, self.assemble, noise, from_noise)
 
-    def _run_impl(self, key, data):
-        return jax.vmap(lambda k: self._chain(k, data))(jax.random.split(key, self.chains))
+    def _run_impl(self, keys, data):
+        return _devices.map_chains(self._chain, keys, data, self.layout)
+
+    def _chains(self, seed, data_arrays):
+        """Every chain's (unconstrained draws, acceptance), this process's share run here."""
+        keys = chain_keys(seed, self.chains, "run")[self.first:self.first + self.count]
+        return _devices.gather_chains(jax.device_get(self._run(keys, data_arrays)), self.chains)
 
     def _paris_impl(self, key, us, data):
         """Conditional PaRIS at each draw (rows of `us`): (draws, m) estimates of E[S | θ, y].
@@ -650,7 +661,7 @@ class ParticleGibbsProgram:
         return evidence_estimate(log_w)
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        us, acc = self._run(rng_key(seed), data_arrays)
+        us, acc = self._chains(seed, data_arrays)
         flat = np.asarray(us).reshape(-1, self.lowered.dim)
         shape = (self.chains, self.draws)
         posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
@@ -781,6 +792,11 @@ class TemperedProgram:
         self.draws = self.n
         self.mcmc, self.target_ess, self.resampling = int(num_mcmc_steps), float(target_ess), resampling
         self.max_steps = int(max_steps)
+        # chain c from the key of (seed, c) alone, unbatched, one device per chain where there
+        # are devices enough (ppl/algorithms/devices.py): its draws are the same on any number
+        # of devices or processes
+        self.first, self.count, _ = _devices.process_share(self.chains)
+        self.layout = _devices.layout(self.count, devices, shard="chains")
         self._run = jax.jit(self._run_impl)
         self.finalize = Finalize(lowered)
 
