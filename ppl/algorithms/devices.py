@@ -15,8 +15,15 @@ Reproducibility: a chain's stream comes from (seed, chain) alone (`ppl.lower.ran
 chain_keys`) and a chain's program does not depend on the chains beside it (no batching
 across chains), so **chain c's draws are bitwise the same whatever the number of devices
 or processes** while its particles are not split. Splitting a filter's particles over
-devices keeps its noise and resampling draws (they follow the particles' global indices) but
-sums weights in another order: equal to rounding, the same in distribution.
+devices keeps its noise and resampling draws (they follow the particles' global indices:
+counter-based normals, per-particle threefry keys, ancestors drawn from the gathered weights)
+but sums weights in another order: equal to rounding, the same in distribution. A model's own
+batched sampler (`transition_sample_batch`, no noise split) draws from a key per shard: the
+same law, other draws.
+
+Why no `vmap` over chains anywhere: XLA rounds a batched program differently per lane, and
+JAX's `rbg` keys (ppl's default, ppl/lower/random.py) vmapped as a batch draw bits that depend
+on each key's position in the batch.
 """
 from __future__ import annotations
 

@@ -58,13 +58,17 @@ class NutsSampler:
             # with finite potential and gradient per chain, each chain from its own key) and
             # kernel init in one compilation.
             chains = keys.shape[0]
-            cand = jax.vmap(lambda k: jax.random.uniform(k, (tries, dim), minval=-2.0, maxval=2.0))(
-                init_keys)
+            # one chain at a time (lax.map), not vmapped: vmapped over a batch of rbg keys,
+            # jax.random draws bits that depend on the key's position in the batch (measured,
+            # JAX 0.10.2: the second of 4 keys draws 0.40 vmapped, 0.53 alone), so a chain's
+            # start would depend on the chains beside it (those of another process, say)
+            cand = jax.lax.map(
+                lambda k: jax.random.uniform(k, (tries, dim), minval=-2.0, maxval=2.0), init_keys)
             pe, g = jax.vmap(jax.value_and_grad(potential), in_axes=(0, None))(
                 cand.reshape(-1, dim), data)
             ok = (jnp.isfinite(pe) & jnp.all(jnp.isfinite(g), axis=-1)).reshape(chains, tries)
             z0 = cand[jnp.arange(chains), jnp.argmax(ok, axis=1)]
-            state = jax.vmap(init, in_axes=(0, 0, None))(keys, z0, data)
+            state = jax.lax.map(lambda a: init(a[0], a[1], data), (keys, z0))
             return state, jnp.all(jnp.any(ok, axis=1)), cand
 
         self._start_fn = start

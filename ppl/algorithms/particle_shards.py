@@ -144,8 +144,14 @@ class ParticleGroup:
         return counter_normals(words, hi, self.ids(jnp.uint32)[:, None], dtype)
 
     def keys(self, key):
-        """One key per particle held here: the rows of `jax.random.split(key, N)` this shard
-        holds (the same keys a single device uses)."""
+        """One threefry key per particle held here: the rows of `jax.random.split(key, N)`
+        this shard holds (the same keys a single device uses). Threefry, whatever `key`'s
+        implementation: vmapped over a batch of rbg keys, jax.random's draws depend on each
+        key's position in the batch, so a shard's draws would not be the single device's."""
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and \
+                "threefry" not in str(jax.random.key_impl(key)):
+            w1, w2 = key_words(key)
+            key = jax.random.wrap_key_data(jnp.stack([w1, w2]), impl="threefry2x32")
         return self.mine(jax.random.split(key, self.total))
 
     def fold(self, key):
