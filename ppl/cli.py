@@ -159,7 +159,8 @@ def cmd_calibrate(args) -> int:
     bar = Progress("calibrate", min_seconds=1.0) if not args.quiet and sys.stderr.isatty() else None
     cal = calibrate(model, args.data, method=args.method, replicates=args.replicates,
                     chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
-                    seed=args.seed, variables=args.vars, output=args.output, progress=bar)
+                    seed=args.seed, variables=args.vars, output=args.output, progress=bar,
+                    **({"devices": args.devices} if args.devices is not None else {}))
     print(f"simulation-based calibration of {args.method}: {cal.replicates} replicates, ranks "
           f"among {cal.num_draws} posterior draws, {cal.seconds:.1f} s")
     print(cal.table())

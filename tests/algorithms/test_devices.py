@@ -23,6 +23,7 @@ CHILD = textwrap.dedent(r"""
     assert jax.local_device_count() == 4, jax.local_devices()
     out = {}
     y = np.array(json.loads(open(sys.argv[1]).read())["y"])
+    RUNS, CHAINS = int(sys.argv[4]), sys.argv[5] == "chains"
 
     def both(name, model, runs, n, **kw):
         keys = jax.random.split(jax.random.key(11), runs)
@@ -36,19 +37,22 @@ CHILD = textwrap.dedent(r"""
                          dtype=str(r4.particles.dtype), shape=list(r4.particles.shape))
 
     # guided proposal, all T = 100 steps: per-particle keys, adaptive systematic resampling
-    both("guided", lg_model(y, proposal=True), 200, 128)
+    both("guided", lg_model(y, proposal=True), RUNS, 128)
     # bootstrap with the filter's own counter-based noise, multinomial at every step, and in
     # float32; the first 15 steps (bootstrap's log Ẑ spreads too much over 100 at this N)
     noisy = lg_model(y[:15])._replace(
         transition_noise=lambda k, m, n: jax.random.normal(k, (m, n, 1)),
         transition_from_noise=lambda e, xp, t, p: p["phi"] * xp + e[:, 0], noise_size=1)
-    both("bootstrap", noisy, 200, 128, resampling="multinomial", ess_threshold=1.0)
-    both("bootstrap32", noisy, 200, 128, dtype=jnp.float32)
-    # 2 chains, each over 2 devices
-    both("mixed", noisy, 2, 1 << 16, shard="auto")
+    both("bootstrap", noisy, RUNS, 128, resampling="multinomial", ess_threshold=1.0)
+    both("bootstrap32", noisy, RUNS, 128, dtype=jnp.float32)
+    if CHAINS:  # 2 chains, each over 2 devices
+        both("mixed", noisy, 2, 1 << 16, shard="auto")
     out["kalman"] = float(kalman.filter(lg_kalman(y), y).log_evidence)
     out["kalman15"] = float(kalman.filter(lg_kalman(y[:15]), y[:15]).log_evidence)
 
+    if not CHAINS:
+        print("RESULT " + json.dumps(out))
+        sys.exit(0)
     # NUTS and particle Gibbs chains: 4 devices against 1
     root = sys.argv[3]
     eight = ppl.load(root + "/examples/eight_schools.ppl")
@@ -88,16 +92,28 @@ def log_mean_exp_and_se(lz):
     return np.log(r.mean()) + c, r.std(ddof=1) / r.mean() / np.sqrt(len(r))
 
 
-@pytest.fixture(scope="module")
-def four_devices(shared_data):
+def _child(shared_data, runs, chains):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                PYTHONPATH=str(ROOT))
     path = shared_data / "ssm" / "linear_gaussian_T100.json"
     p = subprocess.run([sys.executable, "-c", CHILD, str(path), str(Path(__file__).parent),
-                        str(ROOT)], env=env, capture_output=True, text=True, timeout=1800)
+                        str(ROOT), str(runs), "chains" if chains else "filters"], env=env,
+                       capture_output=True, text=True, timeout=3600)
     line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert p.returncode == 0 and line, p.stderr[-4000:]
     return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def four_devices(shared_data):
+    """Small: same-key agreement of split filters, chains on 4 devices against 1."""
+    return _child(shared_data, 24, True)
+
+
+@pytest.fixture(scope="module")
+def four_devices_200(shared_data):
+    """200 split filters per case, for the mean of Ẑ."""
+    return _child(shared_data, 200, False)
 
 
 @pytest.mark.parametrize("name", ["guided", "bootstrap", "bootstrap32", "mixed"])
@@ -114,10 +130,12 @@ def test_split_filter_is_the_one_device_filter(four_devices, name):
     assert r["shape"][1] == {"mixed": 1 << 16}.get(name, 128)  # every particle back, in order
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ref", [("guided", "kalman"), ("bootstrap", "kalman15"),
                                       ("bootstrap32", "kalman15")])
-def test_split_filter_evidence_is_unbiased(four_devices, name, ref):
+def test_split_filter_evidence_is_unbiased(four_devices_200, name, ref):
     # mean of Ẑ over 200 split filters against the exact evidence, within 4 delta-method se
+    four_devices = four_devices_200
     r = four_devices[name]
     est, se = log_mean_exp_and_se(r["lz4"])
     exact = four_devices[ref]
