@@ -49,6 +49,7 @@ def cmd_sample(args) -> int:
     from .runtime import distributed
     lead = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                                   args.chains)
+    _check_devices(args)
     model = _model(args.model)
     if lead:
         _print_warnings(model)
@@ -149,8 +150,21 @@ def _print_additive(lowered) -> None:
         print(f"  {name:<16} not additive: {why}")
 
 
+def _check_devices(args) -> None:
+    """--devices N against this process's devices, before any work."""
+    if getattr(args, "devices", None) is None:
+        return
+    from .algorithms.devices import local_devices
+    try:
+        local_devices(args.devices)
+    except ValueError as e:
+        raise UsageError(f"--devices {args.devices}: {str(e).split('; ')[0]}", None,
+                         str(e).split("; ")[1] if "; " in str(e) else None) from None
+
+
 def cmd_calibrate(args) -> int:
     """Simulation-based calibration of a method on a model (ppl/runtime/calibrate.py)."""
+    _check_devices(args)
     model = _model(args.model)
     _print_warnings(model)
     _print_data_warnings(_check_with_model(args, model).warnings)

@@ -107,7 +107,7 @@ def _child(shared_data, runs, chains):
 @pytest.fixture(scope="module")
 def four_devices(shared_data):
     """Small: same-key agreement of split filters, chains on 4 devices against 1."""
-    return _child(shared_data, 24, True)
+    return _child(shared_data, 8, True)
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,7 @@ def test_two_processes_give_the_draws_of_one(tmp_path):
     (["--num-processes", "2", "--process-id", "2", "--coordinator", "h:1"], "is not below"),
     (["--num-processes", "2", "--process-id", "0", "--coordinator", "nohost"], "is not HOST:PORT"),
     (["--num-processes", "8", "--process-id", "0", "--coordinator", "h:1"], "cannot be shared"),
+    (["--devices", "999"], "but this process has"),
 ])
 def test_distributed_argument_errors(args, message, capsys):
     rc = cli_main(["sample", str(MODEL), "--data", str(DATA), "--chains", "4", *args])
