@@ -26,7 +26,7 @@ from .lower.model import LoweredModel, data_signature
 from .lower.random import rng_key
 from .ir.rewrites import marginalize
 from .passes import PASSES, choose
-from .passes.base import Plan
+from .passes.base import Draws, Plan
 from .runtime.cache import enable_compilation_cache
 from .runtime.progress import Progress
 from .runtime.results import _arviz, to_inference_data
@@ -57,6 +57,8 @@ class Model:
 
     # ------------------------------------------------------------ data and lowering
     def bind(self, data: DataLike) -> BoundData:
+        if isinstance(data, BoundData):
+            return data
         name = "the data"
         if isinstance(data, (str, Path)):
             name = Path(data).name
@@ -96,33 +98,72 @@ class Model:
 
     # ------------------------------------------------------------ inference
     def sample(self, data: DataLike = None, method: str = "auto", chains: int = 4, draws: int = 1000,
-               warmup: int = 1000, seed: int = 0, progress: bool = False, validate: bool = True,
-               **options):
-        """Run inference; returns arviz.InferenceData."""
+               warmup: int = 1000, seed: int = 0, progress: Union[bool, Progress] = False,
+               validate: bool = True, prior: bool = False, **options):
+        """Run inference; returns arviz.InferenceData: `posterior`, `posterior_predictive`
+        (generated quantities; a replicate of observed data also under the observed name),
+        `log_likelihood` (pointwise, per observed element; the option log_likelihood=False
+        leaves it out), `sample_stats`, `observed_data`, `constant_data`, and with `prior`
+        `prior` and `prior_predictive` (chains × draws from the prior, observed data
+        simulated).
+
+        `progress`: True reports on stderr (a bar on a terminal, a line every few seconds
+        elsewhere: ppl/runtime/progress.py), or pass a `Progress`."""
         enable_compilation_cache()
         if "arviz" not in sys.modules:  # a second or two to import: overlap it with compiling
             threading.Thread(target=_arviz, daemon=True).start()
         plan = self.plan(method)
         p = PASSES[plan.method]
-        opts = dict(options, chains=chains, draws=draws, warmup=warmup)
-        lowered = self.lower(data, plan.method, defer_checks=True, options=opts)
-        key = (lowered.signature, plan.method, tuple(sorted((k, repr(v)) for k, v in opts.items())))
-        program = self._programs.get(key)
-        if program is None:
-            program = self._programs[key] = p.build(lowered, opts)
-        lowered.check_data()  # compiles while the program's own compilation runs in background
-        if validate and (lowered.signature, plan.method) not in self._validated:
-            self._validated[(lowered.signature, plan.method)] = p.validate(program, rng_key(seed))
-        bar = Progress(f"{plan.method}", min_seconds=1.0) if progress else None
-        out = program.run(lowered.data_arrays, seed=seed, progress=bar)
-        out.attrs.setdefault("inference_method", plan.method)
-        observed = {n: np.asarray(lowered.data.arrays.get(n, lowered.data.static.get(n)))
-                    for n in lowered.observed_names}
-        constant = {n: v for n, v in lowered.data.arrays.items() if n not in observed}
-        idata = to_inference_data(out, observed, constant)
+        bar = progress if isinstance(progress, Progress) else \
+            Progress(plan.method, min_seconds=1.0) if progress else None
+        try:
+            opts = dict(options, chains=chains, draws=draws, warmup=warmup)
+            bound = self.bind(data)
+            key = (data_signature(bound), plan.method,
+                   tuple(sorted((k, repr(v)) for k, v in opts.items())))
+            if bar is not None:  # the program may compile a variant of its own at its first run
+                bar.compiling()
+            lowered = self.lower(bound, plan.method, defer_checks=True, options=opts)
+            program = self._programs.get(key)
+            if program is None:
+                program = self._programs[key] = p.build(lowered, opts)
+            lowered.check_data()  # compiles while the program's own compilation runs in background
+            if validate and key[:2] not in self._validated:
+                self._validated[key[:2]] = p.validate(program, rng_key(seed))
+            out = program.run(lowered.data_arrays, seed=seed, progress=bar)
+            out.attrs.setdefault("inference_method", plan.method)
+            if prior and bar is not None:
+                bar(0, 0, phase="prior and prior predictive draws")
+            prior_groups = self._prior(lowered, chains, draws, seed) if prior else ({}, {})
+            idata = self._inference_data(lowered, out, *prior_groups)
+        except BaseException:
+            if bar is not None:
+                bar.close()
+            raise
+        if bar is not None:
+            bar.finish()
         self.last_warnings = list(out.warnings)
         self.last_plan = plan
         return idata
+
+    def sample_prior(self, data: DataLike = None, chains: int = 1, draws: int = 1000, seed: int = 0):
+        """Draws from the prior with data simulated from them: arviz.InferenceData with the
+        groups `prior`, `prior_predictive` (observed variables simulated, generated quantities
+        at each prior draw), `observed_data` and `constant_data` (for prior predictive checks:
+        ``az.plot_ppc(idata, group="prior")``)."""
+        enable_compilation_cache()
+        lowered = self.lower(data)
+        return self._inference_data(lowered, Draws({}), *self._prior(lowered, chains, draws, seed))
+
+    def _prior(self, lowered: LoweredModel, chains: int, draws: int, seed: int):
+        from .runtime.prior import sample_prior
+        return sample_prior(lowered, int(chains), int(draws), seed)
+
+    def _inference_data(self, lowered: LoweredModel, out: Draws, prior=None, prior_predictive=None):
+        observed = {n: np.asarray(lowered.data.arrays.get(n, lowered.data.static.get(n)))
+                    for n in lowered.observed_names}
+        constant = {n: v for n, v in lowered.data.arrays.items() if n not in observed}
+        return to_inference_data(out, observed, constant, lowered.replicates, prior, prior_predictive)
 
 
 def compile(source: str, filename: str = "<model>") -> Model:  # noqa: A001 - the public name

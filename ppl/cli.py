@@ -62,8 +62,8 @@ def cmd_sample(args) -> int:
     t0 = time.perf_counter()
     idata = model.sample(checked.data(args), method=args.method, chains=args.chains,
                          draws=args.draws, warmup=args.warmup, seed=args.seed,
-                         progress=lead and not args.quiet and sys.stderr.isatty(),
-                         validate=not args.no_validate, **checked.options)
+                         progress=_progress(model, args) if lead else False,
+                         validate=not args.no_validate, prior=args.prior, **checked.options)
     if not lead:  # every process holds all chains; process 0 reports and writes
         return EXIT_OK
     report(model, idata, time.perf_counter() - t0, args.vars, args.max_elements)
@@ -71,6 +71,14 @@ def cmd_sample(args) -> int:
         write_output(idata, args.output)
         print(f"wrote {args.output}")
     return EXIT_OK
+
+
+def _progress(model, args):
+    """A bar on a terminal, a line every --heartbeat seconds elsewhere; none with --quiet."""
+    if args.quiet:
+        return False
+    from .runtime.progress import Progress
+    return Progress(model.plan(args.method).method, min_seconds=1.0, every=args.heartbeat)
 
 
 def cmd_check(args) -> int:
@@ -170,11 +178,22 @@ def cmd_calibrate(args) -> int:
     _print_data_warnings(_check_with_model(args, model).warnings)
     from .runtime.calibrate import calibrate
     from .runtime.progress import Progress
-    bar = Progress("calibrate", min_seconds=1.0) if not args.quiet and sys.stderr.isatty() else None
-    cal = calibrate(model, args.data, method=args.method, replicates=args.replicates,
-                    chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
-                    seed=args.seed, variables=args.vars, output=args.output, progress=bar,
-                    **({"devices": args.devices} if args.devices is not None else {}))
+    bar = None if args.quiet else Progress("calibrate", min_seconds=1.0, every=args.heartbeat)
+    if bar is not None:
+        bar.compiling("compiling and running the first replicate")
+    try:
+        cal = calibrate(model, args.data, method=args.method, replicates=args.replicates,
+                        chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
+                        seed=args.seed, variables=args.vars, output=args.output,
+                        progress=None if bar is None else
+                        (lambda done, total: bar(done, total, unit="replicates")),
+                        **({"devices": args.devices} if args.devices is not None else {}))
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
+    if bar is not None:
+        bar.finish()
     print(f"simulation-based calibration of {args.method}: {cal.replicates} replicates, ranks "
           f"among {cal.num_draws} posterior draws, {cal.seconds:.1f} s")
     print(cal.table())
@@ -440,6 +459,17 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _nonnegative(text: str) -> float:
+    """An argparse type: a finite number, zero or more."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a number') from None
+    if not (0 <= v < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be 0 or more")
+    return v
+
+
 def _output_path(text: str) -> str:
     """An argparse type: a file that can be written (atomically) — checked before the work,
     so a long run is not lost to a missing folder."""
@@ -519,14 +549,22 @@ def build_parser() -> argparse.ArgumentParser:
          help="a method option, e.g. resampling=stratified or parameters=pmmh (repeatable); "
               "unknown keys are an error")
     _add(s, "--output", type=_output_path, metavar="FILE",
-         help="write the InferenceData as NetCDF (atomically; checked writable before the run)")
+         help="write the draws, by extension: .nc NetCDF (the whole InferenceData), .csv Stan CSV "
+              "(atomically; checked writable before the run)")
     _add(s, "--vars", nargs="+", metavar="NAME",
          help="variables to summarise (default: all with at most --max-elements elements)")
     _add(s, "--max-elements", type=_integer(0), default=20, metavar="N",
          help="leave arrays with more elements out of the summary")
     _add(s, "--no-validate", action="store_true",
          help="skip translation validation (default: validate)")
-    _add(s, "--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
+    _add(s, "--quiet", action="store_true",
+         help="no progress report (default: a bar on a terminal, lines elsewhere)")
+    _add(s, "--heartbeat", type=_nonnegative, default=5.0, metavar="SECONDS",
+         help="when stderr is not a terminal, a progress line at most every SECONDS "
+              "(0: at every update)")
+    _add(s, "--prior", action="store_true",
+         help="also draw chains × draws from the prior, with data simulated: the prior and "
+              "prior_predictive groups, for prior predictive checks (default: not)")
     s.set_defaults(func=cmd_sample)
 
     c = sub.add_parser("check", help="compile, validate and print the inference plan",
@@ -556,7 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add(k, "--vars", nargs="+", metavar="NAME", help="variables to rank (default: every latent)")
     _add(k, "--output", type=_output_path, metavar="FILE",
          help="write the rank histograms as PNG (atomically)")
-    _add(k, "--quiet", action="store_true", help="no progress bar")
+    _add(k, "--quiet", action="store_true",
+         help="no progress report (default: a bar on a terminal, lines elsewhere)")
+    _add(k, "--heartbeat", type=_nonnegative, default=5.0, metavar="SECONDS",
+         help="when stderr is not a terminal, a progress line at most every SECONDS "
+              "(0: at every update)")
     k.set_defaults(func=cmd_calibrate)
 
     g = sub.add_parser("graph", help="write the model graph as Graphviz DOT (plate notation)",

@@ -25,7 +25,8 @@ def test_pmmh_runs_get_convergence_warnings(capsys, monkeypatch):
     decision, not the sampler."""
     rng = np.random.default_rng(0)
     mu = np.cumsum(rng.normal(size=(2, 80)), axis=1) * 0.1 + np.array([[0.0], [0.4]])
-    attrs = {"inference_method": "smc", "log_evidence": -85.1, "log_evidence_se": 0.13,
+    # markov_chain=1: what ParticleGibbsProgram.run (and so PMMH) sets on its draws
+    attrs = {"inference_method": "smc", "markov_chain": 1, "log_evidence": -85.1, "log_evidence_se": 0.13,
              "smc_algorithm": "particle marginal Metropolis-Hastings (bootstrap filter, "
                               "random-walk proposals)"}
 

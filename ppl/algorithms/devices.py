@@ -131,13 +131,15 @@ def map_chains(fn: Callable, keys, shared, lay: Layout, out_specs=P("chains")):
 
 
 # ----------------------------------------------------------------------------- processes
-def process_share(chains: int):
-    """(first chain, number of chains, chains per process) this process runs."""
+def process_share(chains: int, multiple: int = 1):
+    """(first chain, number of chains, chains per process) this process runs: a whole number
+    of `multiple`s of chains per process (NUTS's vmap groups) but the last."""
     p, count = jax.process_index(), jax.process_count()
-    if chains < count:
-        raise ValueError(f"{chains} chain(s) cannot be shared by {count} processes: run at least "
-                         "as many chains as processes")
     per = -(-chains // count)
+    per = -(-per // multiple) * multiple
+    if count > 1 and (count - 1) * per >= chains:
+        raise ValueError(f"{chains} chain(s) cannot be shared by {count} processes: run at least "
+                         f"{(count - 1) * multiple + 1} chains")
     first = min(p * per, chains)
     return first, max(0, min(chains, first + per) - first), per
 
@@ -158,13 +160,13 @@ def _barrier():
     client.wait_at_barrier(f"ppl_gather_chains_{_BARRIERS[0]}", BARRIER_TIMEOUT_S * 1000)
 
 
-def gather_chains(tree, chains: int):
+def gather_chains(tree, chains: int, multiple: int = 1):
     """Every process's chains (leaves with a leading chain axis of this process's share),
     concatenated in chain order on every process; the identity in a single process."""
     if jax.process_count() == 1:
         return tree
     from jax.experimental import multihost_utils  # noqa: PLC0415 (multi-process runs only)
-    _, mine, per = process_share(chains)
+    _, mine, per = process_share(chains, multiple)
 
     def pad(a):
         a = np.asarray(a)

@@ -25,6 +25,7 @@ class NutsTrace(NamedTuple):
     accept_prob: jax.Array
     step_size: jax.Array
     tree_depth: jax.Array
+    energy: jax.Array  # Hamiltonian at the end of each transition (az.bfmi, az.plot_energy)
 
 
 class NutsSampler:
@@ -49,7 +50,7 @@ class NutsSampler:
             def body(s, _):
                 s = sample_kernel(s, model_kwargs={"data": data})
                 out = (s.z, s.potential_energy, s.diverging, s.num_steps, s.accept_prob,
-                       s.adapt_state.step_size)
+                       s.adapt_state.step_size, s.energy)
                 return s, out
             return jax.lax.scan(body, state, None, length=length)
 
@@ -58,10 +59,10 @@ class NutsSampler:
             # with finite potential and gradient per chain, each chain from its own key) and
             # kernel init in one compilation.
             chains = keys.shape[0]
-            # one chain at a time (lax.map), not vmapped: vmapped over a batch of rbg keys,
-            # jax.random draws bits that depend on the key's position in the batch (measured,
-            # JAX 0.10.2: the second of 4 keys draws 0.40 vmapped, 0.53 alone), so a chain's
-            # start would depend on the chains beside it (those of another process, say)
+            # chain by chain (lax.map), not vmapped: vmapped over a batch of rbg keys, jax.random
+            # draws bits that depend on the key's position in the batch (measured, JAX 0.10.2:
+            # the second of 4 keys draws 0.40 vmapped, 0.53 alone), so a chain's start would
+            # depend on the chains before it (those of another process, say)
             cand = jax.lax.map(
                 lambda k: jax.random.uniform(k, (tries, dim), minval=-2.0, maxval=2.0), init_keys)
             pe, g = jax.vmap(jax.value_and_grad(potential), in_axes=(0, None))(
@@ -75,24 +76,21 @@ class NutsSampler:
         self._start = jax.jit(start, static_argnums=(3, 4))
         self._compiled = {}  # chunk length -> compiled advance (from precompile)
         # Chain c's draws must depend on (seed, c) alone, not on how many chains run beside it
-        # nor on the device layout. XLA compiles a NUTS while-loop batched by `vmap` to a
-        # different program whose rounding also depends on the lane, so chains are not
-        # vmapped: each runs the unbatched program, one after another on its device
-        # (`lax.map`), and devices (one per core) run in parallel (`pmap`). Lanes past the
-        # last chain repeat a real chain and are dropped.
+        # nor on the device layout. Chains run in `vmap` groups of LANES: XLA's batched program
+        # rounds differently in each lane (vectorised math), but a lane's values do not depend
+        # on what the other lanes hold, so chain c always sits in lane c mod LANES. Groups run
+        # one after another on a device (`lax.map`); devices, at most one per core, run in
+        # parallel (`pmap`). Lanes past the last chain repeat a real chain and are dropped.
         self.lanes = _lanes_for(num_chains, devices)
         devices = self.lanes.shape[0]
 
         def per_device(state, data, length):
-            return jax.lax.map(lambda s: advance(s, data, length), state)
+            return jax.lax.map(lambda s: jax.vmap(advance, in_axes=(0, None, None))(s, data, length),
+                               state)
 
-        if devices > 1:
-            self._advance = jax.pmap(per_device, in_axes=(0, None, None), static_broadcasted_argnums=2,
-                                     devices=jax.local_devices()[:devices])
-        else:
-            self._advance = jax.jit(lambda st, data, n: jax.tree.map(
-                lambda x: x[None], per_device(jax.tree.map(lambda x: x[0], st), data, n)),
-                static_argnums=2)
+        # pmap even on one device: a jit-compiled program rounds differently
+        self._advance = jax.pmap(per_device, in_axes=(0, None, None), static_broadcasted_argnums=2,
+                                 devices=jax.local_devices()[:devices])
 
     def precompile(self, key, keys, data, dim, tries=20):
         """Compile the sampling kernel ahead of time (ppl runs this in a background thread, so
@@ -104,6 +102,7 @@ class NutsSampler:
         self._compiled[n] = self._advance.lower(state, data, n).compile()
 
     def precompile_start(self, key, keys, data, dim, tries=20):
+        key, keys = _at_least_two(key), _at_least_two(keys)
         self._start_compiled = (dim, tries, self._start.lower(key, keys, data, dim, tries).compile())
 
     _start_compiled = None
@@ -111,13 +110,22 @@ class NutsSampler:
     def start(self, key, keys, data, dim, tries=20):
         """(initial state, whether every chain found a finite starting point, the candidate
         points tried (chains, tries, dim))."""
+        chains = keys.shape[0]
+        key, keys = _at_least_two(key), _at_least_two(keys)
         if self._start_compiled is not None and self._start_compiled[:2] == (dim, tries):
-            return self._start_compiled[2](key, keys, data)
-        return self._start(key, keys, data, dim, tries)
+            out = self._start_compiled[2](key, keys, data)
+        else:
+            out = self._start(key, keys, data, dim, tries)
+        state, ok, cand = out
+        return jax.tree.map(lambda x: x[:chains], state), ok, cand[:chains]
 
-    def run(self, state, data, progress: Optional[Callable[[int, int], None]] = None) -> NutsTrace:
+    def run(self, state, data, progress: Optional[Callable[..., None]] = None) -> NutsTrace:
+        """(draws, warm-up), each a NutsTrace (chains, iterations, …). `progress(done, total,
+        phase=, divergences=)` is called after every chunk: the phase ("warm-up" or
+        "sampling") and, once sampling, each chain's divergent transitions so far."""
         total = self.num_warmup + self.num_samples
         outs, done = [], 0
+        divergent = None
         lanes = self.lanes
         first = np.unique(lanes.ravel(), return_index=True)[1]  # each chain's own lane
         state = jax.tree.map(lambda x: x[lanes], state)
@@ -129,29 +137,44 @@ class NutsSampler:
                 state, out = self._advance(state, data, n)
             # host-side from here: slicing device arrays op by op would cost more than sampling
             out = jax.device_get(out)
-            out = tuple(x.reshape((-1,) + x.shape[2:])[first] for x in out)
+            out = tuple(x.reshape((-1,) + x.shape[3:])[first] for x in out)
             outs.append(out)
+            kept = max(self.num_warmup - done, 0)  # the chunk's first draw after warm-up
+            if kept < n:
+                div = np.asarray(out[2])[:, kept:].sum(axis=1)
+                divergent = div if divergent is None else divergent + div
             done += n
             if progress is not None:
-                progress(done, total)
-        z, pe, div, steps, acc, eps = (np.concatenate(parts, axis=1) for parts in zip(*outs))
+                sampling = done > self.num_warmup
+                progress(done, total, phase="sampling" if sampling else "warm-up",
+                         divergences=None if divergent is None else divergent.tolist())
+        z, pe, div, steps, acc, eps, energy = (np.concatenate(parts, axis=1) for parts in zip(*outs))
         depth = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int32) + 1
         w = self.num_warmup
-        fields = (z, pe, div, steps, acc, eps, depth)
+        fields = (z, pe, div, steps, acc, eps, depth, energy)
         return NutsTrace(*(f[:, w:] for f in fields)), NutsTrace(*(f[:, :w] for f in fields))
 
 
+def _at_least_two(keys):
+    # a batch of one compiles to unbatched code that rounds differently from any larger batch
+    return jnp.concatenate([keys, keys]) if keys.shape[0] == 1 else keys
+
+
+LANES = 2  # cheap models run 2 chains vmapped in about the time of one
+
+
 def _lanes_for(num_chains: int, devices: Optional[int] = None) -> np.ndarray:
-    """Chain index per (device, position): chains split evenly over `devices` devices (default
-    at most one per core), each device's list padded by repeating its last chain."""
+    """Chain index per (device, group, lane): chain c in lane c mod LANES of group c // LANES;
+    groups split evenly over `devices` devices (default: at most one per core); padding
+    repeats a chain."""
+    groups = -(-num_chains // LANES)
+    # always every device (one per core): a pmap over fewer devices compiles to a program that
+    # rounds differently; a device with no group of its own repeats one (idle core, same time)
     if devices is None:
-        devices = max(1, min(jax.local_device_count(), cores(), num_chains))
+        devices = max(1, min(jax.local_device_count(), cores()))
     else:
-        devices = min(len(local_devices(devices)), num_chains)
-    per_device = -(-num_chains // devices)
-    devices = -(-num_chains // per_device)
-    lanes = np.empty((devices, per_device), dtype=np.int32)
-    for d in range(devices):
-        own = list(range(d * per_device, min((d + 1) * per_device, num_chains)))
-        lanes[d] = own + [own[-1]] * (per_device - len(own))
-    return lanes
+        devices = len(local_devices(devices))
+    per_device = -(-groups // devices)
+    lanes = np.arange(devices * per_device * LANES)
+    lanes = np.where(lanes < num_chains, lanes, lanes % LANES if num_chains >= LANES else 0)
+    return lanes.reshape(devices, per_device, LANES).astype(np.int32)

@@ -11,6 +11,7 @@ the distribution, plan the loop).
     prior draws             Fix(fixed) · Seed(key)
     posterior predictive    Fix(fixed) · Substitute(values) · Seed(key) · Generate()
     log prior / likelihood  … · Block(observed sites) / Block(everything else)
+    pointwise likelihood    Fix(fixed) · Unconstrain(layout, u) · Pointwise()
     numpyro's reference     … · Unroll() · NumpyroSites()
 """
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Site:
     strategy: Optional[str] = None  # loop: vectorize | scan | unroll
     run: bool = False  # generated block
     records: Dict[Any, Any] = field(default_factory=dict)  # checks a handler wants kept
+    pointwise: bool = False  # report the elementwise log density (observed `~` sites)
     stop: bool = False
 
 
@@ -202,6 +204,16 @@ class Block(Handler):
     def process(self, site):
         if site.kind in ("value", "draw", "factor") and self.hide(site):
             site.score = False
+
+
+class Pointwise(Handler):
+    """Observed `~` sites report their log density element by element: the interpreter scatters
+    each observation's terms into an array of the observed variable's shape (what
+    `LoweredModel.log_likelihood_pointwise` returns, and ArviZ's `log_likelihood` group)."""
+
+    def process(self, site):
+        if site.kind == "draw" and site.role == "observed":
+            site.pointwise = True
 
 
 class Mask(Handler):

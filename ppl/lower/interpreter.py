@@ -9,12 +9,18 @@ traced condition evaluates both branches under masks and selects.
 
 Indices computed at run time (from data or latents) are checked: an index out of range makes
 the log density −inf and is recorded (`valid`, `records`) so the runtime can say where.
+
+Under a `Pointwise` handler, observed `~` sites also report their log density element by
+element (`pointwise`: the observed variable's name, the flat positions of the elements in it,
+the terms). Vectorised loops and scans pass their iterations' terms out as outputs, the way
+vectorised loops pass element writes out, and `pointwise_terms` scatters them into arrays of
+the observed variables' shapes.
 """
 from __future__ import annotations
 
 import abc
 import itertools
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -99,6 +105,16 @@ class Indexable(abc.ABC):
         """The value of `e` (an Index whose base is this value)."""
 
 
+class PointwiseInfo:
+    """What the frames of one run learn about the pointwise terms: each observed variable's
+    pointwise shape (its shape less the event dimensions of its distribution), and the
+    variables whose terms cannot be split element by element, with why."""
+
+    def __init__(self):
+        self.shapes: Dict[str, Tuple[int, ...]] = {}
+        self.undefined: Dict[str, str] = {}
+
+
 class Interpreter:
     """Runs IR statements in an environment (name → value), under `handlers`.
 
@@ -126,12 +142,16 @@ class Interpreter:
         self.overrides: Dict[Any, Any] = {}
         self.outer: frozenset = frozenset()
         self.locals: Dict[str, Any] = {}  # types of typed locals
+        # pointwise log-likelihood terms (name, flat positions, values), see `Pointwise`
+        self.pointwise: List[Tuple[str, Any, Any]] = []
+        self.pointwise_info = PointwiseInfo()
 
     # ------------------------------------------------------------ frames
     def child(self, env, handlers=None) -> "Interpreter":
         c = Interpreter(self.ir, env, self.handlers if handlers is None else handlers, self.depth + 1)
         c.given = set(self.given)
         c.indices = self.indices
+        c.pointwise_info = self.pointwise_info
         return c
 
     def err(self, msg, span, hint=None):
@@ -388,6 +408,8 @@ class Interpreter:
                 self._record(("support", s.sid), jnp.all(d.support(value)))
         if site.score:
             self._score(d, value, site)
+            if site.pointwise:
+                self._pointwise(s, d, value, site)
 
     def _target_shape(self, lv: N.LValue, decl):
         if lv.indices:
@@ -414,7 +436,8 @@ class Interpreter:
             value = value.astype(dtype)
         return value
 
-    def _score(self, d, value, site: Site):
+    def _terms(self, d, value, site: Site):
+        """(elementwise log density, mask or None) of `value` under `d`."""
         if isinstance(value, Padded):
             # inactive entries: a point of the support (bijection of 0), so neither the density
             # nor its gradient sees a value outside it
@@ -424,10 +447,42 @@ class Interpreter:
             if d.event_shape:  # one value per row: the event dimensions are summed already
                 m = jnp.reshape(m, m.shape[:max(0, m.ndim - len(d.event_shape))])
             mask = m if site.mask is None else (m & site.mask)
-            self._add(jnp.broadcast_to(lp, jnp.broadcast_shapes(jnp.shape(lp), jnp.shape(mask))),
-                      jnp.broadcast_to(mask, jnp.broadcast_shapes(jnp.shape(lp), jnp.shape(mask))))
+            shape = jnp.broadcast_shapes(jnp.shape(lp), jnp.shape(mask))
+            return jnp.broadcast_to(lp, shape), jnp.broadcast_to(mask, shape)
+        return d.log_prob(value), site.mask
+
+    def _score(self, d, value, site: Site):
+        self._add(*self._terms(d, value, site))
+
+    def _pointwise(self, s: N.Draw, d, value, site: Site):
+        """Record an observation's elementwise log density at its elements' positions in the
+        observed variable (flattened), for `pointwise_terms`."""
+        name, info = s.target.name, self.pointwise_info
+        if name in info.undefined:
             return
-        self._add(d.log_prob(value), site.mask)
+        lp, mask = self._terms(d, value, site)
+        if mask is not None:
+            lp = jnp.where(mask, lp, 0.0)
+        full = jnp.shape(P.values(self.env[name]))
+        event = len(getattr(d, "event_shape", ()) or ())
+        shape = tuple(full[:len(full) - event])
+        if info.shapes.setdefault(name, shape) != shape:
+            info.undefined[name] = "its statements use distributions of different dimensions"
+            return
+        positions = jnp.arange(int(np.prod(shape, dtype=int))).reshape(shape)
+        indices = s.target.indices[:len(shape)]
+        if indices:
+            ix = tuple(self._index_value(i, positions, k) for k, i in enumerate(indices))
+            if any(isinstance(x, _RandomSlice) for x in ix):
+                info.undefined[name] = "it is observed over a slice whose length is random"
+                return
+            positions = positions[ix]
+        if jnp.shape(lp) != jnp.shape(positions):
+            info.undefined[name] = (f"line {s.span.line} gives one log density for "
+                                    f"{int(np.prod(jnp.shape(positions), dtype=int))} elements "
+                                    "(a density defined by a function)")
+            return
+        self.pointwise.append((name, positions, lp))
 
     def _truncation(self, d, decl: N.VarType, s):
         """log P(lower ≤ X ≤ upper) under d: the normaliser of a discrete latent whose declared
@@ -544,9 +599,12 @@ class Interpreter:
                           for n, (v, idx) in writes.items()}
                 valid = jnp.where(active, valid, True)
                 records = {k: jnp.where(active, v, True) for k, v in records.items()}
-            return c.lp, valid, records, writes
+            pointwise[:] = [n for n, _, _ in c.pointwise]
+            return c.lp, valid, records, writes, [(p, v) for _, p, v in c.pointwise]
 
-        lps, valid, records, writes = jax.vmap(body)(ts)
+        pointwise: List[str] = []  # the observed names of the iterations' pointwise terms
+        lps, valid, records, writes, terms = jax.vmap(body)(ts)
+        self.pointwise += [(n, p, v) for n, (p, v) in zip(pointwise, terms)]
         self.lp = self.lp + jnp.sum(lps)
         self.valid = self.valid & jnp.all(valid)
         for k, v in records.items():
@@ -581,7 +639,10 @@ class Interpreter:
                                              {n: carry[n] for n in carried})
                 valid = jnp.where(active, valid, True)
                 records = {k: jnp.where(active, v, True) for k, v in records.items()}
-            return new, (c.lp, valid, records)
+            pointwise[:] = [n for n, _, _ in c.pointwise]
+            return new, (c.lp, valid, records, [(p, v) for _, p, v in c.pointwise])
+
+        pointwise: List[str] = []  # the observed names of the iterations' pointwise terms
 
         init = {n: self.env[n] if isinstance(self.env[n], Padded) else jnp.asarray(self.env[n])
                 for n in carried}
@@ -590,7 +651,8 @@ class Interpreter:
         init = {n: init[n] if isinstance(init[n], Padded) else
                 jnp.broadcast_to(init[n], out_shapes[n].shape).astype(out_shapes[n].dtype)
                 for n in carried}
-        final, (lps, valid, records) = jax.lax.scan(step, init, ts)
+        final, (lps, valid, records, terms) = jax.lax.scan(step, init, ts)
+        self.pointwise += [(n, p, v) for n, (p, v) in zip(pointwise, terms)]
         self.env.update(final)
         self.lp = self.lp + jnp.sum(lps)
         self.valid = self.valid & jnp.all(valid)
@@ -618,6 +680,7 @@ class Interpreter:
             branches.append(c)
         a, b = branches
         self.lp = self.lp + a.lp + b.lp  # each masked by its condition
+        self.pointwise += a.pointwise + b.pointwise  # masked too
         self.valid = self.valid & jnp.where(cond, a.valid, b.valid)
         for k in set(a.records) | set(b.records):
             self._record(k, jnp.where(cond, a.records.get(k, True), b.records.get(k, True)))
@@ -896,6 +959,22 @@ class UserDensity:
 
     def shape(self):
         return ()
+
+
+def pointwise_terms(it: Interpreter) -> Dict[str, Any]:
+    """The pointwise terms of a run under `Pointwise`, scattered into one array per observed
+    variable (its shape less its distribution's event dimensions): element i holds the log
+    density of the observation of element i (0 where no statement observes it; −inf where a
+    run-time index check failed). Variables whose terms cannot be split are left out."""
+    info, out = it.pointwise_info, {}
+    for name, positions, values in it.pointwise:
+        if name in info.undefined:
+            continue
+        acc = out.get(name)
+        if acc is None:
+            acc = jnp.zeros(int(np.prod(info.shapes[name], dtype=int)), jnp.result_type(float))
+        out[name] = acc.at[jnp.ravel(positions)].add(jnp.ravel(values))
+    return {n: jnp.where(it.valid, a.reshape(info.shapes[n]), -jnp.inf) for n, a in out.items()}
 
 
 def sampling_key(key):

@@ -14,6 +14,15 @@ Then the node adds
   the complete density, which translation validation compares with the original program;
 - under `DrawMarginal(key)`: nothing, but a draw of z from p(z | rest) and its per-element
   probabilities go into the environment (softmax of U, or forward–backward and FFBS).
+
+Pointwise log-likelihood (a `Pointwise` handler): an observation that reads z contributes its
+marginal term. For independent elements, when element p of z is read by one observed element
+y_i alone, that term is log p(y_i | θ) = logsumexp_k U[p, k] − logsumexp_k (U[p, k] − O[p, k]),
+O the observation's own log density at z_p = k (the rest of U is z_p's prior); the terms of the
+elements then add up to the marginal likelihood. Where several observed elements read the same
+z_p, or z is a Markov chain, the likelihood does not split into per-element terms (the sum over
+z couples them): those variables get none, and the reason is recorded. With z given, the terms
+are the observations' conditional densities at z.
 """
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import constraints
 
 from ..algorithms import hmm
@@ -106,8 +116,12 @@ def _support_bounds(interp, name, term):
                             f"declare bounds, e.g. `{name}: int<lower=0, upper=10>[N]`") from None
 
 
-def factors(interp: Interpreter, node: N.Marginal):
-    """(U (T, K), P (T-1, K, K) or None, (T, lo, K)) at the values in the interpreter."""
+def factors(interp: Interpreter, node: N.Marginal, observed=None):
+    """(U (T, K), P (T-1, K, K) or None, (T, lo, K)) at the values in the interpreter.
+
+    `observed`: a list that receives, for pointwise log-likelihoods, each observation's terms
+    at every value: (name, rows of z (static), positions, values (rows, K[, K], *elements),
+    pairwise)."""
     name = node.name
     T, lo, K = layout_of(interp, node)
     vals = (lo + jnp.arange(K)).astype(jnp.int32)
@@ -139,29 +153,39 @@ def factors(interp: Interpreter, node: N.Marginal):
                         ov[(name, a.indices)] = vals[j] if a.offset == 1 and pairwise else vals[k]
             c.overrides = ov
             c.run(stmts)
-            return c.lp, c.records
+            names[:] = [n for n, _, _ in c.pointwise]
+            return c.lp, c.records, [(p, v) for _, p, v in c.pointwise]
 
         ks = jnp.arange(K)
+        names = []  # the observed variables of the group's pointwise terms
         if pairwise:
             f = jax.vmap(jax.vmap(lp_at, (None, None, 0)), (None, 0, None))  # (j, k)
         else:
             g = jax.vmap(lambda t, k: lp_at(t, 0, k), (None, 0))
             f = (lambda g: (lambda t, j, k: g(t, k)))(g)
         if loop is None:
-            lps, recs = f(0, ks, ks)
+            lps, recs, terms = f(0, ks, ks)
             p = max(where) if pairwise else where[0]
             if pairwise:
                 P = P.at[p - 2].add(lps)
             else:
                 U = U.at[p - 1].add(lps)
+            rows = np.asarray([p - 2 if pairwise else p - 1])
+            terms = [(pos[None], v[None]) for pos, v in terms]
         else:
             lo_t, hi_t = _loop_range(interp, loop)
             ts = jnp.arange(lo_t, hi_t + 1)
-            lps, recs = jax.vmap(lambda t: f(t, ks, ks))(ts)
+            lps, recs, terms = jax.vmap(lambda t: f(t, ks, ks))(ts)
             if pairwise:
                 P = P.at[ts - 2].add(lps)
             else:
                 U = U.at[ts - where[0] - 1].add(lps)
+            rows = np.arange(lo_t, hi_t + 1) - (2 if pairwise else where[0] + 1)
+        if observed is not None:
+            for n, (pos, v) in zip(names, terms):
+                # positions do not depend on z's values: those of the first value
+                first = pos[:, 0, 0] if pairwise else pos[:, 0]
+                observed.append((n, rows, first, v, pairwise))
         for k, v in recs.items():
             interp._record(k, jnp.all(v))
     return U, P, (T, lo, K)
@@ -186,7 +210,8 @@ def execute(interp: Interpreter, node: N.Marginal):
     site = interp.site(kind="marginal", name=name, stmt=node, role="latent", discrete=True)
     given = interp.site(kind="value", name=name, stmt=node.declare, role="latent", discrete=True,
                         shape=None, constraint=None)
-    U, P, (T, lo, K) = factors(interp, node)
+    observed = []
+    U, P, (T, lo, K) = factors(interp, node, observed)
     if given.given:
         value = jnp.broadcast_to(jnp.asarray(given.value), (T,))
         code = value - lo
@@ -196,6 +221,10 @@ def execute(interp: Interpreter, node: N.Marginal):
         interp.env[name] = value
         interp.given.add(name)
         interp.lp = interp.lp + lp
+        for n, rows, pos, v, pairwise in observed:  # conditional densities at the given z
+            at = jnp.arange(len(rows))
+            vals = v[at, code[rows], code[rows + 1]] if pairwise else v[at, code[rows]]
+            interp.pointwise.append((n, pos, vals))
         return
     if site.key is not None:  # DrawMarginal: a draw from p(z | rest) and its marginals
         if P is None:
@@ -212,6 +241,35 @@ def execute(interp: Interpreter, node: N.Marginal):
         interp.lp = interp.lp + marginalize_independent(U).log_marginal
     else:
         interp.lp = interp.lp + hmm.forward(jnp.zeros(U.shape[1]), P, U).log_evidence
+    if observed:
+        _marginal_pointwise(interp, node, U, P, observed)
+
+
+def _marginal_pointwise(interp: Interpreter, node: N.Marginal, U, P, observed):
+    """Each observation's marginal term, where the likelihood splits into such terms (see the
+    module's docstring)."""
+    info = interp.pointwise_info
+    names = sorted({n for n, *_ in observed})
+    if P is not None or any(pw for *_, pw in observed):
+        for n in names:
+            info.undefined.setdefault(n, f'it depends on "{node.name}", a Markov chain summed out of '
+                                      "the density: the likelihood does not split into terms per element")
+        return
+    readers = np.zeros(U.shape[0], dtype=int)  # observed elements reading each element of z
+    O = jnp.zeros_like(U)
+    for n, rows, pos, v, _ in observed:
+        per_row = int(np.prod(v.shape[2:], dtype=int))
+        np.add.at(readers, rows, per_row)
+        O = O.at[rows].add(v.reshape(v.shape[:2] + (-1,)).sum(-1))
+    if readers.max(initial=0) > 1:
+        for n in names:
+            info.undefined.setdefault(n, f'several observed elements read the same element of "{node.name}", '
+                                      "which is summed out: their likelihood does not split into terms "
+                                      "per element")
+        return
+    term = jax.nn.logsumexp(U, axis=-1) - jax.nn.logsumexp(U - O, axis=-1)
+    for n, rows, pos, v, _ in observed:
+        interp.pointwise.append((n, pos, term[rows].reshape(jnp.shape(pos))))
 
 
 Interpreter.executors[N.Marginal] = execute

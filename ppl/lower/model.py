@@ -22,10 +22,10 @@ from ..check.data import BoundData
 from ..ir import nodes as N
 from ..ir.graph import ModelGraph
 from ..syntax.errors import PPLDataError
-from .handlers import (Block, Discover, Fix, Generate, Handler, NumpyroSites, Seed, Simulate,
-                       Substitute, Unconstrain, Unroll)
+from .handlers import (Block, Discover, Fix, Generate, Handler, NumpyroSites, Pointwise, Seed,
+                       Simulate, Substitute, Unconstrain, Unroll)
 from .diagnose import Problem, explain
-from .interpreter import Interpreter
+from .interpreter import Interpreter, pointwise_terms
 from .layout import FlatLayout
 from .marginal import DrawMarginal, prob_name
 from .padded import Padded
@@ -149,6 +149,27 @@ class LoweredModel:
                        Block(lambda s: not _likelihood_site(s))], data_arrays)
         return jnp.where(it.valid, it.lp, -jnp.inf)
 
+    def log_likelihood_pointwise(self, u, data_arrays, handlers=()):
+        """{observed name: its log density element by element} at unconstrained u: the terms
+        of ArviZ's `log_likelihood` group (`az.loo`, `az.compare`). Shape: the observed
+        variable's, less its distribution's event dimensions (one term per row of a
+        multivariate observation). `target +=` terms belong to no observation and are left
+        out; so are variables whose terms do not split (`pointwise_undefined`)."""
+        it = self.run([Unconstrain(self.layout, u, jacobian=False)] + list(handlers) + [Pointwise()],
+                      data_arrays)
+        return pointwise_terms(it)
+
+    @property
+    def pointwise_undefined(self) -> Dict[str, str]:
+        """Observed variables without pointwise terms, and why (read while tracing)."""
+        if "pointwise_undefined" not in self._shared:
+            def probe(u, data):
+                it = self.run([Unconstrain(self.layout, u, jacobian=False), Pointwise()], data)
+                self._shared["pointwise_undefined"] = dict(it.pointwise_info.undefined)
+                return it.lp
+            jax.eval_shape(probe, jnp.zeros((self.dim,)), self.data_arrays)
+        return self._shared["pointwise_undefined"]
+
     def log_density_given(self, u, data_arrays, discrete_values, source=False):
         """The density with discrete latents at given values (nothing summed out: for the
         rewritten program, the summed-out factors at those values)."""
@@ -185,6 +206,30 @@ class LoweredModel:
         """Generated quantities given the values of the latents (one posterior draw)."""
         it = self.run([Substitute(values), Seed(key), Generate()], data_arrays, source=True)
         return reported({n: it.env[n] for n in self.generated_names if n in it.env})
+
+    def simulate_observed(self, key, values, data_arrays, names):
+        """The observed variables `names` simulated from the model at the latents' `values`
+        (one posterior predictive draw of the data, when `values` is a posterior draw)."""
+        it = self.run([Substitute(values), Seed(key), Simulate(names)], data_arrays, source=True)
+        return reported({n: it.env[n] for n in names})
+
+    @property
+    def replicates(self) -> Dict[str, str]:
+        """{observed name: generated name}: the generated quantities that replicate observed
+        data (`replicate_pairs`)."""
+        if "replicates" not in self._shared:
+            pairs = {}
+            if self.generated_names and self.observed_names:
+                def shapes(key, data):
+                    it = self.run([Seed(key), Generate()], data, source=True)
+                    return {n: it.env[n] for n in self.generated_names if n in it.env}
+                gen = jax.eval_shape(shapes, jax.random.PRNGKey(0), self.data_arrays)
+                observed = {n: jnp.shape(self.data_arrays[n]) for n in self.observed_names
+                            if n in self.data_arrays}
+                pairs = replicate_pairs(self.source_ir.variables, observed,
+                                        {n: v.shape for n, v in gen.items()})
+            self._shared["replicates"] = pairs
+        return self._shared["replicates"]
 
     def prior_sample(self, key, data_arrays, simulate_data=False):
         """Draw every random variable from the prior (and the observed data, if asked)."""
@@ -251,6 +296,30 @@ class LoweredModel:
             return total
 
         return count(self.ir.body, 1)
+
+
+def replicate_pairs(variables, observed_shapes: Dict[str, tuple], generated_shapes: Dict[str, tuple]):
+    """{observed name: generated name}: which generated quantity replicates which observed
+    variable (for posterior and prior predictive checks).
+
+    A generated quantity G replicates observed data Y when G is drawn with `~` in the generated
+    block from the same distributions as Y and has Y's shape. If several qualify for Y, the one
+    whose name begins with Y's name (`y_rep` for `y`) is taken when it is the only such one;
+    otherwise Y gets none (ambiguous). A G replicates at most one Y. `variables`: the IR's
+    variables (name → Variable)."""
+    claims: Dict[str, list] = {}
+    for y, shape in observed_shapes.items():
+        vy = variables.get(y)
+        if vy is None or not vy.dists:
+            continue
+        found = [g for g, gshape in generated_shapes.items()
+                 if g in variables and variables[g].kind == "generated" and variables[g].dists
+                 and set(variables[g].dists) == set(vy.dists) and tuple(gshape) == tuple(shape)]
+        if len(found) > 1:
+            found = [g for g in found if g.startswith(y)]
+        if len(found) == 1:
+            claims.setdefault(found[0], []).append(y)
+    return {ys[0]: g for g, ys in claims.items() if len(ys) == 1}
 
 
 def reported(values: Dict[str, Any]) -> Dict[str, Any]:

@@ -48,7 +48,8 @@ def split_keys(key, num: int) -> Tuple:
     return tuple(_wrap(r) for r in rows)
 
 
-_STREAMS = {"init": 1, "run": 2, "generated": 3, "discrete": 4, "evidence": 5, "smoothing": 6}
+_STREAMS = {"init": 1, "run": 2, "generated": 3, "discrete": 4, "evidence": 5, "smoothing": 6,
+            "prior": 7, "replicate": 8}
 
 
 def chain_keys(seed: int, chains: int, stream: str):

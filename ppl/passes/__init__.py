@@ -1,6 +1,7 @@
 """The inference passes, registered here and nowhere else (an import error is an error).
 
-`method="auto"` asks them in the order of `PREFERENCE` and takes the first that can run.
+`method="auto"` asks them in the order of `PREFERENCE` and takes the first that can run, except
+that a model with a continuous latent state chain goes to smc before nuts (`SMCPass.prefer`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def choose(graph: ModelGraph, method: str = "auto") -> Plan:
         return Plan(method, d.reason, [])
     rejected = []
     for name in PREFERENCE:
+        if name == "nuts":
+            why = PASSES["smc"].prefer(graph)
+            if why and PASSES["smc"].diagnose(graph):
+                return Plan("smc", why, rejected + ["nuts: possible, but smc suits a state-space "
+                                                    "model better (--method nuts to insist)"])
         d = PASSES[name].diagnose(graph)
         if d:
             return Plan(name, d.reason, rejected)

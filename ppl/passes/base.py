@@ -48,6 +48,8 @@ class Draws:
     sample_stats: Dict[str, np.ndarray] = field(default_factory=dict)
     posterior_predictive: Dict[str, np.ndarray] = field(default_factory=dict)
     warmup_stats: Dict[str, np.ndarray] = field(default_factory=dict)
+    # pointwise log-likelihood per observed variable: (chains, draws, *observed shape)
+    log_likelihood: Dict[str, np.ndarray] = field(default_factory=dict)
     attrs: Dict[str, Any] = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
@@ -92,27 +94,70 @@ class Plan:
         return "\n".join(lines)
 
 
+MAX_POINTWISE = 2e7  # draws × elements kept in a run's log_likelihood group and replicated data
+
+
 class Finalize:
     """Draws of the flat unconstrained vector → what a run reports: the constrained latents and
     deterministic variables (`posterior`), the summed-out discrete latents drawn from their
-    conditional posterior, and the generated quantities (`posterior_predictive`), each keyed
-    per chain from (seed, chain) alone. One compiled transform per lowered model, shared by
-    every program that produces flat draws (NUTS, particle Gibbs, PMMH, tempered SMC)."""
+    conditional posterior, the generated quantities and replicated data (`posterior_predictive`),
+    each keyed per chain from (seed, chain) alone; and the pointwise log-likelihood of every
+    draw (`log_likelihood`, for `az.loo` and `az.compare`). One compiled transform per lowered
+    model, shared by every program that produces flat draws (NUTS, particle Gibbs, PMMH,
+    tempered SMC).
 
-    def __init__(self, lowered):
+    Replicated data: an observed variable the generated block replicates (`y_rep ~ …`, see
+    `LoweredModel.replicates`) is reported under its own name as well (`ppl.runtime.results`);
+    one it does not is simulated from the model at each draw (a posterior predictive draw of
+    the data), so `az.plot_ppc` finds every observed variable."""
+
+    def __init__(self, lowered, log_likelihood="auto", simulate_data="auto"):
+        """`log_likelihood`, `simulate_data`: "auto" (computed unless draws × elements exceed
+        MAX_POINTWISE), True (always) or False (never)."""
         self.lowered = lowered
         self.evaluate = jax.jit(jax.vmap(lowered.evaluate, in_axes=(0, None)))
         self.generated = jax.jit(jax.vmap(lowered.generated, in_axes=(0, 0, None)))
         self.discrete = jax.jit(jax.vmap(lowered.discrete_posterior, (0, 0, None)))
+        self.want = {"log_likelihood": _want(log_likelihood), "simulate_data": _want(simulate_data)}
+        self.pointwise = jax.jit(lambda flat, data: jax.lax.map(
+            lambda u: lowered.log_likelihood_pointwise(u, data), flat, batch_size=256))
+        self.simulated = [n for n in lowered.observed_names if n not in lowered.replicates] \
+            if self.want["simulate_data"] else []
+        self.simulate = jax.jit(jax.vmap(
+            lambda k, v, d: lowered.simulate_observed(k, v, d, self.simulated), in_axes=(0, 0, None)))
         self.compiled = None  # evaluate, compiled ahead of time (NUTS does it in the background)
+        self.compiled_pointwise = None
+        self.notes: List[str] = []
 
     def precompile(self, n, data_arrays):
         flat = jax.ShapeDtypeStruct((n, self.lowered.dim), jnp.result_type(float))
         self.compiled = self.evaluate.lower(flat, data_arrays).compile()
+        if self._keep("log_likelihood", n, self._pointwise_shapes()):
+            self.compiled_pointwise = self.pointwise.lower(flat, data_arrays).compile()
+
+    def _pointwise_shapes(self):
+        if not self.want["log_likelihood"] or not self.lowered.observed_names:
+            return {}
+        u = jax.ShapeDtypeStruct((self.lowered.dim,), jnp.result_type(float))
+        return jax.eval_shape(self.lowered.log_likelihood_pointwise, u, self.lowered.data_arrays)
+
+    def _keep(self, what, n, shapes, note=False) -> bool:
+        """Whether to compute `what` for n draws of arrays of these shapes."""
+        if not shapes or not self.want[what]:
+            return False
+        size = n * sum(int(np.prod(s.shape, dtype=int)) for s in shapes.values())
+        if size > MAX_POINTWISE and self.want[what] == "auto":
+            if note:
+                self.notes.append(f"no {what.replace('_', ' ')}: {size:.3g} values (draws × "
+                                  f"elements) exceed {MAX_POINTWISE:.0e}; the option {what}=true "
+                                  "keeps them")
+            return False
+        return True
 
     def __call__(self, flat, chains: int, draws: int, data_arrays, seed: int):
         """(posterior, posterior_predictive), arrays (chains, draws, *shape)."""
         shape = (chains, draws)
+        self.notes = []
         evaluate = self.compiled if self.compiled is not None else self.evaluate
         values = evaluate(jnp.asarray(flat), data_arrays)
         if self.lowered.marginal is not None:  # summed-out discrete latents: p(z | θ, data) per draw
@@ -124,7 +169,30 @@ class Finalize:
             keys = _per_draw(chain_keys(seed, chains, "generated"), draws)
             gen = self.generated(keys, values, data_arrays)
             predictive = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in gen.items()}
+        observed = {n: jax.ShapeDtypeStruct(jnp.shape(data_arrays[n]), jnp.result_type(float))
+                    for n in self.simulated if n in data_arrays}
+        if self._keep("simulate_data", chains * draws, observed, note=True):
+            keys = _per_draw(chain_keys(seed, chains, "replicate"), draws)
+            sim = self.simulate(keys, values, data_arrays)
+            predictive.update({k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in sim.items()})
         return posterior, predictive
+
+    def log_likelihood(self, flat, chains: int, draws: int, data_arrays):
+        """({observed name: (chains, draws, *shape)}, notes): the pointwise log-likelihood of
+        every draw; the notes say what a run leaves out of its groups and why."""
+        notes = [f'no pointwise log-likelihood for "{n}": {why}'
+                 for n, why in self.lowered.pointwise_undefined.items()] if self.want["log_likelihood"] else []
+        if not self._keep("log_likelihood", chains * draws, self._pointwise_shapes(), note=True):
+            return {}, notes + self.notes
+        f = self.compiled_pointwise if self.compiled_pointwise is not None else self.pointwise
+        values = f(jnp.asarray(flat), data_arrays)
+        shape = (chains, draws)
+        return ({k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in values.items()},
+                notes + self.notes)
+
+
+def _want(option):
+    return "auto" if option == "auto" else bool(option)
 
 
 def _per_draw(keys, draws):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from ..algorithms.devices import gather_chains, process_share
-from ..algorithms.nuts import NutsSampler, NutsTrace
+from ..algorithms.nuts import LANES, NutsSampler, NutsTrace
 from ..ir import nodes as N
 from ..ir.discrete import analyze
 from ..ir.graph import ModelGraph
@@ -29,20 +29,23 @@ class NutsProgram:
     contract = "target-invariant"
 
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, warmup=1000,
-                 target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10, devices=None):
+                 target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10,
+                 log_likelihood="auto", devices=None):
         self.lowered = lowered
         self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
         self.max_tree_depth = max_tree_depth
+        self.state_space = False  # a state-space model smc can run (NutsPass.build says)
         potential = lambda u, data: -lowered.log_density(u, data)  # noqa: E731
         total = self.warmup + self.draws
         # with several processes (jax.distributed) each runs its share of the chains, from the
-        # same per-chain keys, and `run` gathers them all
-        self.first, self.count, _ = process_share(self.chains)
+        # same per-chain keys (a whole number of vmap groups, so chain c keeps its lane), and
+        # `run` gathers them all
+        self.first, self.count, _ = process_share(self.chains, LANES)
         self.sampler = NutsSampler(potential, self.warmup, self.draws, target_accept, max_tree_depth,
                                    dense_mass, chunk=max(1, -(-total // chunks)),
                                    num_chains=self.count, devices=devices)
         self._precompiling = None
-        self.finalize = Finalize(lowered)
+        self.finalize = Finalize(lowered, log_likelihood)
 
     def _keys(self, seed):
         """This process's chains' (init, run) keys, each from (seed, chain) alone."""
@@ -80,8 +83,7 @@ class NutsProgram:
                 t.join()
             self._precompiling = None
 
-    def run(self, data_arrays, seed: int = 0,
-            progress: Optional[Callable[[int, int], None]] = None) -> Draws:
+    def run(self, data_arrays, seed: int = 0, progress: Optional[Callable[..., None]] = None) -> Draws:
         init_keys, keys = self._keys(seed)
         tries = 20
         self.wait()
@@ -96,21 +98,38 @@ class NutsProgram:
                 "check that the data lie in the support of the likelihood and that every scale "
                 "is positive", self.lowered.ir.source, self.lowered.ir.filename,
                 notes=[text for text, _ in problems])
+        if progress is not None:  # compiled: warm-up starts
+            progress(0, self.warmup + self.draws, phase="warm-up" if self.warmup else "sampling",
+                     chains=self.chains)
         trace, warm = self.sampler.run(state, data_arrays, progress)
-        trace = NutsTrace(*gather_chains(tuple(trace), self.chains))
-        posterior, predictive = self.finalize(trace.z.reshape(-1, dim), self.chains, self.draws,
-                                              data_arrays, seed)
+        trace = NutsTrace(*gather_chains(tuple(trace), self.chains, LANES))
+        if progress is not None:  # compiling and computing these can take a while
+            progress(0, 0, phase="generated quantities and log-likelihood")
+        flat = trace.z.reshape(-1, dim)
+        posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.draws, data_arrays)
+        # ArviZ's names (az.bfmi and az.plot_energy read `energy`)
         stats = {
             "lp": -np.asarray(trace.potential_energy),
+            "energy": np.asarray(trace.energy),
             "diverging": np.asarray(trace.diverging),
             "n_steps": np.asarray(trace.num_steps),
             "acceptance_rate": np.asarray(trace.accept_prob),
             "step_size": np.asarray(trace.step_size),
             "tree_depth": np.asarray(trace.tree_depth),
         }
-        out = Draws(posterior, stats, predictive, attrs={"inference_method": "nuts"})
+        out = Draws(posterior, stats, predictive, log_likelihood=log_lik,
+                    attrs={"inference_method": "nuts", "markov_chain": 1})
+        if notes:
+            out.attrs["log_likelihood_omitted"] = "; ".join(notes)
         n_div = int(stats["diverging"].sum())
-        if n_div:
+        if n_div and self.state_space:
+            out.warnings.append(
+                f"{n_div} of {self.chains * self.draws} transitions after warm-up diverged: the "
+                "posterior may be biased there. This is a state-space model: --method smc filters "
+                "the latent state instead of crossing the funnel between the trajectory and its "
+                "scale (particle Gibbs for the static parameters)")
+        elif n_div:
             out.warnings.append(
                 f"{n_div} of {self.chains * self.draws} transitions after warm-up diverged: the "
                 "posterior may be biased there; try a higher target acceptance (--target-accept 0.95) "
@@ -133,8 +152,7 @@ class NutsPass(InferencePass):
     options = {"target_accept": "target acceptance probability of warm-up's step size (0.8)",
                "max_tree_depth": "largest tree depth (10)",
                "dense_mass": "adapt a dense mass matrix (false)",
-               "devices": "devices of this process the chains are spread over (one per core, at "
-                          "most the chains); each chain's draws are the same on any number"}
+               "devices": "devices of this process the chains are spread over (one per core)"}
 
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
         for v in graph.variables("latent"):
@@ -161,8 +179,11 @@ class NutsPass(InferencePass):
 
     def build(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
         keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass",
-                "devices")
+                "log_likelihood", "devices")
         program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
+        from .smc import SMCPass  # noqa: PLC0415 (smc imports this module's neighbours)
+        graph, smc = ModelGraph(lowered.source_ir), SMCPass()
+        program.state_space = bool(smc.prefer(graph) and smc.diagnose(graph))
         program.precompile_in_background(lowered.data_arrays)
         return program
 

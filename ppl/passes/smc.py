@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ from ..lower.model import LoweredModel
 from ..lower.random import chain_keys, rng_key, split_keys
 from ..lower.statespace import SSMLowering
 from ..lower.validation import check_agreement
+from ..runtime.progress import tick
 from ..syntax.errors import PPLInternalError, PPLRuntimeError
 from .base import Diagnosis, Draws, Finalize, InferencePass
 
@@ -183,7 +184,7 @@ class FilterProgram:
             filter_ssm.dtypes = {k: (jnp.float32 if jnp.issubdtype(v, jnp.floating) else v)
                                  for k, v in filter_ssm.dtypes.items()}
         self.model = filter_ssm.model(self.proposal if self.proposal == "guided" else None)
-        self._run = jax.jit(self._run_impl)
+        self._run = self._run_impl  # compiled by _run_reporting
 
     def _run_impl(self, keys, traj_keys, paris_keys, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
@@ -192,6 +193,7 @@ class FilterProgram:
                   record="genealogy" if self.keep else "summary",
                   dtype=self.dtype if self.dtype != jnp.float64 else None)
         res = _pf.run_chains(keys[lo:hi], self.model, params, self.n, self.layout, **kw)
+        _tick(self, res.log_evidence)  # the chains' filters are done (progress)
         out = {"log_z": res.log_evidence + static_lp, "ess": res.ess, "resampled": res.resampled,
                "means": res.filtering_means, "failed": res.failed_step}
         if self.keep:
@@ -205,9 +207,11 @@ class FilterProgram:
         return out
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        out = self._run(chain_keys(seed, self.chains, "run"),
-                        chain_keys(seed, self.chains, "smoothing"),
-                        chain_keys(seed, self.chains, "evidence"), data_arrays)
+        keys = (chain_keys(seed, self.chains, "run"), chain_keys(seed, self.chains, "smoothing"),
+                chain_keys(seed, self.chains, "evidence"))
+        out = _run_reporting(self, self._run, (*keys, data_arrays), progress,
+                             self.chains, phase=f"particle filter ({self.n} particles)",
+                             unit="chains", chains=self.chains)
         out = _devices.gather_chains(jax.device_get(out), self.chains)
         _check_failed(out["failed"], self.ssm, self.lowered.ir)
         log_z = np.asarray(out["log_z"])
@@ -221,7 +225,7 @@ class FilterProgram:
         for n in self.form.state_vars:
             stats[f"{n}_filtering_mean"] = np.asarray(out["means"][n])[:, None]
         attrs = {"inference_method": "smc", "smc_algorithm": f"particle filter ({self.proposal})",
-                 "particles": self.n, "log_evidence": est,
+                 "particles": self.n, "log_evidence": est, "markov_chain": 0,
                  "filter_precision": np.dtype(self.dtype).name,
                  "layout": self.layout.describe() + (
                      f", {jax.process_count()} processes" if jax.process_count() > 1 else "")}
@@ -270,7 +274,7 @@ class KalmanProgram:
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
         d = len(form.state_vars)
         self.sample_draws = self.chains * self.draws * self.ssm.T * d <= MAX_DRAW_ELEMENTS
-        self._run = jax.jit(self._run_impl)
+        self._run = self._run_impl  # compiled by _run_reporting
 
     def _run_impl(self, chain_keys_, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
@@ -289,7 +293,9 @@ class KalmanProgram:
         return out
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        out = self._run(chain_keys(seed, self.chains, "smoothing"), data_arrays)
+        out = _run_reporting(self, self._run, (chain_keys(seed, self.chains, "smoothing"),
+                                               data_arrays), progress, 1,
+                             phase="Kalman filter and smoothing draws", unit="runs")
         lz = float(out["log_z"])
         posterior = {}
         if "traj" in out:
@@ -301,7 +307,7 @@ class KalmanProgram:
         for i, n in enumerate(self.form.state_vars):
             stats[f"{n}_filtering_mean"] = np.broadcast_to(means[:, i], (self.chains, 1, self.ssm.T))
         attrs = {"inference_method": "smc", "log_evidence": lz, "log_evidence_se": 0.0,
-                 "smc_algorithm": "Kalman filter (state marginalised)"}
+                 "smc_algorithm": "Kalman filter (state marginalised)", "markov_chain": 0}
         predictive = {}
         if "functionals" in out:
             v = np.asarray(out["functionals"])  # (chains · draws, m), exact independent draws
@@ -456,6 +462,20 @@ class SMCPass(InferencePass):
             return Diagnosis(False, "the model has no latent variables")
         return Diagnosis(True, "static model with proper priors: adaptive tempered SMC")
 
+    def prefer(self, graph: ModelGraph) -> Optional[str]:
+        """Why `auto` should take smc before NUTS, or None. A latent continuous state chain
+        couples each state to its neighbours and to the chain's scale: the posterior of
+        (trajectory, scale) is a funnel NUTS crosses with divergences (examples/sv.ppl: 130
+        divergences, R-hat 1.10), while a particle filter integrates the state step by step.
+        Discrete chains are summed out exactly for NUTS (forward algorithm): no funnel."""
+        if _improper(graph) is not None:
+            return None
+        form, _ = find(graph)
+        if form is None or form.discrete:
+            return None
+        return (f"{form.describe()}: a particle filter integrates the latent state step by "
+                "step (NUTS would have to cross the funnel between the trajectory and its scale)")
+
     options = {
         "particles": "particles per filter (1000; particle Gibbs 100, PMMH 500)",
         "resampling": "systematic, stratified or multinomial (systematic)",
@@ -528,7 +548,7 @@ class ParticleGibbsProgram:
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
                  warmup=1000, particles=100, mh_steps=5, target_accept=0.3, proposal="auto",
                  evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000,
-                 devices=None, **_):
+                 log_likelihood="auto", devices=None, **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
@@ -552,8 +572,8 @@ class ParticleGibbsProgram:
         # of devices or processes
         self.first, self.count, _ = _devices.process_share(self.chains)
         self.layout = _devices.layout(self.count, devices, shard="chains")
-        self._run = jax.jit(self._run_impl)
-        self.finalize = Finalize(lowered)
+        self._run = self._run_impl  # compiled by _run_reporting
+        self.finalize = Finalize(lowered, log_likelihood)
         self._evidence = jax.jit(self._evidence_impl)
         # conditional PaRIS costs about a particle Gibbs sweep: run it at no more than
         # `paris_draws` draws in all, every `paris_every`-th draw of each chain
@@ -582,6 +602,7 @@ class ParticleGibbsProgram:
 
         def sweep(k, ut, ref):
             new = _pg.csmc(k, self.model, self.params_at(ut, data)[0], ref, self.n, True).trajectory
+            _tick(self, ut)  # one sweep of this chain (progress)
             return {n: new[n] for n in self.form.state_vars}
 
         def log_joint(ut, traj):
@@ -600,11 +621,6 @@ class ParticleGibbsProgram:
 
     def _run_impl(self, keys, data):
         return _devices.map_chains(self._chain, keys, data, self.layout)
-
-    def _chains(self, seed, data_arrays):
-        """Every chain's (unconstrained draws, acceptance), this process's share run here."""
-        keys = chain_keys(seed, self.chains, "run")[self.first:self.first + self.count]
-        return _devices.gather_chains(jax.device_get(self._run(keys, data_arrays)), self.chains)
 
     def _paris_impl(self, key, us, data):
         """Conditional PaRIS at each draw (rows of `us`): (draws, m) estimates of E[S | θ, y].
@@ -661,14 +677,26 @@ class ParticleGibbsProgram:
         return evidence_estimate(log_w)
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        us, acc = self._chains(seed, data_arrays)
+        pmmh = isinstance(self, ParticleMarginalProgram)
+        keys = chain_keys(seed, self.chains, "run")[self.first:self.first + self.count]
+        us, acc = _run_reporting(
+            self, self._run, (keys, data_arrays), progress,
+            self.chains * (self.warmup + self.draws + (1 if pmmh else 0)),
+            phase="PMMH" if pmmh else "particle Gibbs", unit="iterations (all chains)",
+            chains=self.chains)
+        us, acc = _devices.gather_chains(jax.device_get((us, acc)), self.chains)
+        _phase(progress, "generated quantities and log-likelihood")
         flat = np.asarray(us).reshape(-1, self.lowered.dim)
         shape = (self.chains, self.draws)
         posterior, predictive = self.finalize(flat, self.chains, self.draws, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.draws, data_arrays)
         stats = {"acceptance_rate": np.asarray(acc)}
         moves = "random-walk MH (centred and non-centred)" if self.non_centred else "random-walk MH"
-        attrs = {"inference_method": "smc", "particles": self.n,
+        attrs = {"inference_method": "smc", "particles": self.n, "markov_chain": 1,
                  "smc_algorithm": f"particle Gibbs (conditional SMC with ancestor sampling) + {moves}"}
+        if notes:
+            attrs["log_likelihood_omitted"] = "; ".join(notes)
+        _phase(progress, "log evidence (importance sampling over the parameters)")
         est, se = self.evidence(seed, flat[:, self.theta_idx], data_arrays)
         if np.isfinite(est):
             attrs.update(log_evidence=est, log_evidence_se=se,
@@ -676,6 +704,7 @@ class ParticleGibbsProgram:
                          f"{self.evidence_draws} draws, {self.evidence_method}")
         k_paris = split_keys(rng_key(seed), 4)[3]
         if self.additive:
+            _phase(progress, "smoothed functionals (conditional PaRIS)")
             every = self.paris_every
             picked = np.asarray(us)[:, ::every].reshape(-1, self.lowered.dim)
             v = np.asarray(self._paris(k_paris, jnp.asarray(picked), data_arrays))
@@ -690,7 +719,7 @@ class ParticleGibbsProgram:
                 f"one particle Gibbs draw in {every}"
             attrs.update(self.additive.attrs(v.mean((0, 1)), np.asarray(ses),
                                               f"conditional PaRIS ({self.n} particles) at {where}"))
-        d = Draws(posterior, stats, predictive, attrs=attrs)
+        d = Draws(posterior, stats, predictive, attrs=attrs, log_likelihood=log_lik)
         if not np.isfinite(est) and self.evidence_draws >= 2:
             d.warnings.append("log evidence not estimated: too few finite parameter draws")
         return d
@@ -754,6 +783,7 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
             kf, kt = jax.random.split(k)
             res = _pf.run(kf, self.filter_model, params, self.n, record="genealogy")
             traj = _pf.sample_trajectory(kt, res)
+            _tick(self, ut)  # one iteration of this chain (progress)
             return _pf._clean(res.log_evidence + log_prior), {n: traj[n] for n in self.form.state_vars}
 
         u_theta = jax.random.uniform(k0, (d,), minval=-2.0, maxval=2.0)  # Stan's initialisation
@@ -765,6 +795,44 @@ class ParticleMarginalProgram(ParticleGibbsProgram):
         d.attrs["smc_algorithm"] = (f"particle marginal Metropolis-Hastings ({self.evidence_method}, "
                                     "random-walk proposals)")
         return d
+
+
+def _run_reporting(program, fn, args, progress, total, **info):
+    """fn(*args) compiled ahead of time (once per program: its data shapes are fixed), so the
+    report says when compiling ends; then run and waited for, so the report ends when the work
+    does. Its steps `tick` only in the variant compiled for a live bar (`progress.live`): JAX
+    does not keep executables with host callbacks in the persistent compilation cache, so
+    runs without a bar (pipes, scripts, tests) keep the cached, callback-free program and report
+    their stages and a heartbeat instead."""
+    from ..runtime.progress import reporting
+    live = bool(progress is not None and getattr(progress, "live", False))
+    cache = program.__dict__.setdefault("_compiled_calls", {})
+    compiled = cache.get((fn, live))
+    if compiled is None:
+        def traced(*a):
+            program._ticking = live
+            try:
+                return fn(*a)
+            finally:
+                program._ticking = False
+        compiled = cache[(fn, live)] = jax.jit(traced).lower(*args).compile()
+    if not live:  # no count to show: say what runs, and how much of it
+        info = dict(phase=f"{info['phase']}, {total} {info.get('unit', 'steps')}")
+        total = 0
+    with reporting(progress, total, **info):
+        return jax.block_until_ready(compiled(*args))
+
+
+def _tick(program, x):
+    """One step done, in the variant that reports steps (see `_run_reporting`)."""
+    if getattr(program, "_ticking", False):
+        tick(x)
+
+
+def _phase(progress, phase):
+    """The run moves on to `phase` (after its main loop): the report says so."""
+    if progress is not None:
+        progress(0, 0, phase=phase)
 
 
 def _mcse(x):
@@ -785,20 +853,16 @@ class TemperedProgram:
     contract = "unbiased-evidence"
 
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, particles=None,
-                 num_mcmc_steps=10, target_ess=0.5, resampling="systematic", max_steps=200, **_):
+                 num_mcmc_steps=10, target_ess=0.5, resampling="systematic", max_steps=200,
+                 log_likelihood="auto", **_):
         self.lowered = lowered
         self.chains = int(chains)
         self.n = int(particles or draws or 1000)
         self.draws = self.n
         self.mcmc, self.target_ess, self.resampling = int(num_mcmc_steps), float(target_ess), resampling
         self.max_steps = int(max_steps)
-        # chain c from the key of (seed, c) alone, unbatched, one device per chain where there
-        # are devices enough (ppl/algorithms/devices.py): its draws are the same on any number
-        # of devices or processes
-        self.first, self.count, _ = _devices.process_share(self.chains)
-        self.layout = _devices.layout(self.count, devices, shard="chains")
-        self._run = jax.jit(self._run_impl)
-        self.finalize = Finalize(lowered)
+        self._run = self._run_impl  # compiled by _run_reporting
+        self.finalize = Finalize(lowered, log_likelihood)
 
     def log_prior(self, u, data):
         return self.lowered.log_prior(u, data)
@@ -820,7 +884,10 @@ class TemperedProgram:
         return jax.vmap(one)(jax.random.split(key, self.chains))
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        res = self._run(rng_key(seed), data_arrays)
+        res = _run_reporting(self, self._run, (rng_key(seed), data_arrays), progress, self.chains,
+                             phase=f"tempered SMC ({self.n} particles)", unit="populations",
+                             chains=self.chains)
+        _phase(progress, "generated quantities and log-likelihood")
         log_z = np.asarray(res.log_evidence)
         if not np.all(np.isfinite(log_z)):
             raise PPLRuntimeError(f"tempered SMC did not reach the posterior within {self.max_steps} "
@@ -828,14 +895,18 @@ class TemperedProgram:
                                   None, "raise max_steps or the number of particles")
         flat = np.asarray(res.particles).reshape(-1, self.lowered.dim)
         posterior, predictive = self.finalize(flat, self.chains, self.n, data_arrays, seed)
+        log_lik, notes = self.finalize.log_likelihood(flat, self.chains, self.n, data_arrays)
         est, se = evidence_estimate(log_z)
         stats = {"log_evidence": log_z[:, None],
                  "num_temperatures": np.asarray(res.num_steps)[:, None]}
+        # the particles of a population are not Markov chains: R-hat and ESS do not apply
         attrs = {"inference_method": "smc", "smc_algorithm": "adaptive tempered SMC",
-                 "particles": self.n, "log_evidence": est}
+                 "particles": self.n, "log_evidence": est, "markov_chain": 0}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
-        return Draws(posterior, stats, predictive, attrs=attrs)
+        if notes:
+            attrs["log_likelihood_omitted"] = "; ".join(notes)
+        return Draws(posterior, stats, predictive, attrs=attrs, log_likelihood=log_lik)
 
     def validate(self, key):
         """log prior + log likelihood = the lowered density, and the prior sampler lands where

@@ -18,8 +18,16 @@ def _arviz():
     return az
 
 
-def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: Dict[str, np.ndarray]):
+def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: Dict[str, np.ndarray],
+                      pairs: Optional[Dict[str, str]] = None, prior: Optional[Dict[str, np.ndarray]] = None,
+                      prior_predictive: Optional[Dict[str, np.ndarray]] = None):
     """The InferenceData, built group by group straight as xarray Datasets.
+
+    `pairs` ({observed name: generated name}, see `replicates`): each replicate is also
+    entered in `posterior_predictive` (and `prior_predictive`) under the observed variable's
+    name, so ``az.plot_ppc(idata)`` finds it; the pairs are recorded in the groups' attribute
+    ``data_pairs`` (JSON, ArviZ's ``data_pairs`` convention). `prior`, `prior_predictive`:
+    draws from the prior and data simulated from them (``ppl sample --prior``).
 
     ``az.from_dict`` does the same through per-variable DataArrays, alignment and deep copies
     of attributes: about 10 ms a call, as much as a whole N=1000 particle filter. The layout is
@@ -31,12 +39,23 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
     stamp = {"created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
              "arviz_version": az.__version__, "inference_library": "ppl"}
     groups = {}
+    pairs = dict(pairs or {})
+    predictive = _with_pairs(draws.posterior_predictive, pairs)
+    prior_pred = _with_pairs(prior_predictive or {}, pairs)
     for group, values, lead in (("posterior", draws.posterior, 2),
-                                ("posterior_predictive", draws.posterior_predictive, 2),
+                                ("posterior_predictive", predictive, 2),
+                                ("log_likelihood", draws.log_likelihood, 2),
                                 ("sample_stats", draws.sample_stats, 2),
+                                ("prior", prior or {}, 2), ("prior_predictive", prior_pred, 2),
                                 ("observed_data", observed, 0), ("constant_data", constant, 0)):
         if values:
             groups[group] = _dataset(xr, values, lead, dict(stamp))
+    for group, values in (("posterior_predictive", draws.posterior_predictive),
+                          ("prior_predictive", prior_predictive or {})):
+        used = {k: v for k, v in pairs.items() if v in values}
+        if group in groups and used:
+            import json
+            groups[group].attrs["data_pairs"] = json.dumps(used)
     # run-level results (method, log evidence …) on the posterior group when there is one,
     # else on whichever group the run produced
     if groups:
@@ -46,6 +65,14 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return az.InferenceData(**groups)
+
+
+def _with_pairs(values: Dict[str, np.ndarray], pairs: Dict[str, str]) -> Dict[str, np.ndarray]:
+    out = dict(values)
+    for observed, generated in pairs.items():
+        if generated in values and observed not in values:
+            out[observed] = values[generated]
+    return out
 
 
 def _dataset(xr, values: Dict[str, np.ndarray], lead: int, attrs: dict):
@@ -138,26 +165,19 @@ def summary_variables(idata, max_elements: int, wanted: Optional[List[str]] = No
     return shown, hidden
 
 
-# (attribute, prefix): runs whose draws are Markov chains, whose R-hat and ESS mean something.
-# Independent particle filters, exact enumeration or tempered SMC populations are not chains.
-_MARKOV = (("inference_method", "nuts"), ("inference_method", "mhg"),
-           ("smc_algorithm", "particle Gibbs"),
-           ("smc_algorithm", "particle marginal Metropolis-Hastings"))
-
-
 def is_markov_chain(idata) -> bool:
     """Whether the run's draws are Markov chains (so R-hat and ESS judge convergence).
 
-    A pass may say so itself with the attribute ``markov_chain`` (true/false); otherwise the
-    method and algorithm names decide.
+    The program that made the draws says so in the attribute ``markov_chain`` (1 for NUTS,
+    particle Gibbs and PMMH; 0 for independent particle filters, Kalman draws and tempered SMC
+    populations). A run without it (exact enumeration, or a file from elsewhere) is not
+    judged as chains.
     """
     groups = idata.groups()
     if not groups:
         return False
     attrs = (idata.posterior if "posterior" in groups else getattr(idata, groups[0])).attrs
-    if "markov_chain" in attrs:
-        return str(attrs["markov_chain"]).lower() in ("1", "true")
-    return any(str(attrs.get(key, "")).startswith(prefix) for key, prefix in _MARKOV)
+    return str(attrs.get("markov_chain", "0")).lower() in ("1", "true")
 
 
 def convergence_warnings(df, max_rhat=1.01, min_ess=100) -> list:
@@ -251,6 +271,14 @@ def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20,
     if hidden:
         say(f"(not shown, more than {max_elements} elements each: {', '.join(hidden)}; "
             "use --vars NAME to show them)")
+    if "prior" in idata.groups():
+        prior = idata.prior
+        names = [n for n in shown if n in prior.data_vars]
+        say(f"prior ({prior.sizes['chain']} chains × {prior.sizes['draw']} draws; data simulated "
+            "in prior_predictive):")
+        if names:
+            az = _arviz()
+            say(summary_table(summarize(az.InferenceData(posterior=prior[names])), var_names=names))
     stats = idata.sample_stats if "sample_stats" in idata.groups() else None
     if stats is not None and "diverging" in stats and has_posterior:
         n_div = int(stats["diverging"].sum())
