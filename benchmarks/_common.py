@@ -15,6 +15,8 @@ import json
 import math
 import os
 import platform
+import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +64,10 @@ class WorkerError(RuntimeError):
     pass
 
 
+class WorkerTimeout(WorkerError):
+    pass
+
+
 class Worker:
     """A worker process spoken to over JSON lines.
 
@@ -81,11 +87,17 @@ class Worker:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
             env=full_env, text=True, bufsize=1, cwd=str(ROOT),
+            start_new_session=True,  # its own process group, so `kill` reaches its children
         )
         hello = self._read()
         self.startup_s = hello["t_ready_wall"] - self.t_spawn_wall
 
-    def _read(self) -> dict:
+    def _read(self, timeout: float | None = None) -> dict:
+        if timeout is not None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                self.kill()
+                raise WorkerTimeout(f"worker {self.name}: no answer within {timeout:g} s; killed")
         line = self.proc.stdout.readline()
         if not line:
             rc = self.proc.wait()
@@ -93,13 +105,26 @@ class Worker:
                               f"see its stderr log")
         return json.loads(line)
 
-    def call(self, **req: Any) -> dict:
+    def call(self, timeout: float | None = None, **req: Any) -> dict:
+        """Send one request and wait for its answer (at most ``timeout`` seconds, then the
+        worker and its children are killed and `WorkerTimeout` is raised)."""
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
-        resp = self._read()
+        resp = self._read(timeout)
         if "error" in resp:
             raise WorkerError(f"worker {self.name}: {resp['error']}\n{resp.get('traceback', '')}")
         return resp
+
+    def kill(self) -> None:
+        """Kill the worker's whole process group (pystan runs chains in child processes)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        if self.stderr_file is not subprocess.DEVNULL:
+            self.stderr_file.close()
+            self.stderr_file = subprocess.DEVNULL
 
     def close(self) -> float:
         """Ask the worker to exit; return seconds from spawn to process exit."""

@@ -160,9 +160,13 @@ class Model:
         return sample_prior(lowered, int(chains), int(draws), seed)
 
     def _inference_data(self, lowered: LoweredModel, out: Draws, prior=None, prior_predictive=None):
-        observed = {n: np.asarray(lowered.data.arrays.get(n, lowered.data.static.get(n)))
+        # transformed data (computed from data alone) once, in observed_data when observed
+        transformed = lowered.transformed_data()
+        observed = {n: transformed[n] if n in transformed else
+                    np.asarray(lowered.data.arrays.get(n, lowered.data.static.get(n)))
                     for n in lowered.observed_names}
         constant = {n: v for n, v in lowered.data.arrays.items() if n not in observed}
+        constant.update({n: v for n, v in transformed.items() if n not in observed})
         return to_inference_data(out, observed, constant, lowered.replicates, prior, prior_predictive)
 
 

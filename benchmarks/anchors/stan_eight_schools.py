@@ -22,18 +22,20 @@ import time
 
 T_START_WALL = time.time()
 
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 from _common import SHARED_DATA, serve  # noqa: E402
 
 t0 = time.perf_counter()
 import stan  # noqa: E402
 import httpstan.cache  # noqa: E402
+
+import _pystan  # noqa: E402
 
 IMPORT_S = time.perf_counter() - t0
 
@@ -55,27 +57,9 @@ def _build(seed: int) -> dict:
             "httpstan": httpstan.__version__}
 
 
-def _drop_cached_fits(posterior) -> None:
-    d = httpstan.cache.model_directory(posterior.model_name)
-    for p in d.glob("*.jsonlines.gz"):
-        p.unlink()
-
-
 def _sample(seed: int, chains: int, draws: int, warmup: int) -> dict:
-    posterior = dataclasses.replace(_state["posterior"], random_seed=int(seed))
-    _drop_cached_fits(posterior)
-    t = time.perf_counter()
-    fit = posterior.sample(num_chains=chains, num_samples=draws, num_warmup=warmup)
-    sample_s = time.perf_counter() - t
-    t_done = time.time()
-    # fit._draws: (sampler params + constrained params, draws, chains)
-    names = list(fit.sample_and_sampler_param_names) + list(fit.constrained_param_names)
-    arr = fit._draws  # noqa: SLF001 — the only way to get draws by chain in pystan 3
-
-    def by_chain(name: str) -> list[list[float]]:
-        return arr[names.index(name)].T.tolist()
-
-    divergent = int(arr[names.index("divergent__")].sum())
+    sample_s, t_done, by_chain, divergent = _pystan.sample(_state["posterior"], seed, chains,
+                                                           draws, warmup)
     return {"sample_s": sample_s, "t_done_wall": t_done, "divergences": divergent,
             "draws": {"mu": by_chain("mu"), "tau": by_chain("tau")}}
 

@@ -139,6 +139,9 @@ DISTRIBUTIONS = {d.name: d for d in [
     _spec("ordered_logistic", "eta c",
           _nv(lambda e, c: OneBased(nd.OrderedLogistic(_f(e), _f(c)))),
           discrete=True, finite=True, support_from_args=True),
+    # Stan's normal_id_glm(x, alpha, beta, sigma): y ~ normal(alpha + x * beta, sigma)
+    _spec("normal_id_glm", "x alpha beta sigma",
+          _nv(lambda x, a, b, s: nd.Normal(_f(a) + _f(x) @ _f(b), _f(s)))),
     _spec("dirichlet", "alpha", _nv(lambda a: nd.Dirichlet(_f(a))), event_dim=1),
     _spec("multi_normal", "mu Sigma",
           _nv(lambda m, S: nd.MultivariateNormal(_f(m), covariance_matrix=_f(S))), event_dim=1),
@@ -183,3 +186,42 @@ def static_support(spec: DistSpec):
     found = []
     jax.make_jaxpr(lambda: found.append(spec.build(*([1.0] * len(spec.params))).support))()
     return found[0]
+
+
+# ---------------------------------------------------------------- cumulative distributions
+# `NAME_cdf(y | …)` (the product over elements, as Stan), `NAME_lcdf(y | …)` and
+# `NAME_lccdf(y | …)` (sums of log P(Y ≤ y) and log P(Y > y)), from numpyro's `cdf`; the
+# normal family in closed log form so that far tails stay finite.
+CDF_SUFFIXES = ("_cdf", "_lcdf", "_lccdf")
+CDF_DISTRIBUTIONS = frozenset({
+    "normal", "std_normal", "lognormal", "half_normal", "cauchy", "half_cauchy", "student_t",
+    "double_exponential", "logistic", "exponential", "gamma", "inv_gamma", "weibull",
+    "chi_square", "pareto", "beta", "uniform", "poisson", "neg_binomial", "neg_binomial_2",
+})
+
+
+def cdf_function(name: str) -> Optional[Tuple[DistSpec, str]]:
+    """(distribution, "cdf" | "lcdf" | "lccdf") for a cumulative-distribution function name."""
+    for suffix in CDF_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in CDF_DISTRIBUTIONS:
+            return DISTRIBUTIONS[name[: -len(suffix)]], suffix[1:]
+    return None
+
+
+def _log_cdfs(spec: DistSpec, y, args):
+    """(log P(Y ≤ y), log P(Y > y)) elementwise."""
+    y = _f(y)
+    if spec.name in ("normal", "std_normal", "lognormal"):
+        from jax.scipy.stats import norm
+        mu, sigma = (args if args else (0.0, 1.0))
+        z = ((jnp.log(y) if spec.name == "lognormal" else y) - _f(mu)) / _f(sigma)
+        return norm.logcdf(z), norm.logcdf(-z)
+    p = jnp.clip(spec.build(*args).cdf(y), 0.0, 1.0)
+    return jnp.log(p), jnp.log1p(-p)
+
+
+def cdf_value(spec: DistSpec, kind: str, y, *args):
+    lower, upper = _log_cdfs(spec, y, args)
+    if kind == "cdf":
+        return jnp.exp(jnp.sum(lower))
+    return jnp.sum(lower if kind == "lcdf" else upper)

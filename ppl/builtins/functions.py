@@ -10,6 +10,7 @@ from typing import Callable, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import jax.scipy.special as jss
 from jax.scipy.stats import norm
 
@@ -154,6 +155,12 @@ for _s in [
     _spec("if_else", jnp.where, 3),
     _spec("size", lambda x: jnp.shape(x)[0], 1, result_rank=0, integer=True),
     _spec("num_elements", jnp.size, 1, result_rank=0, integer=True),
+    # shapes are known before inference: Python / NumPy integers, usable as sizes
+    _spec("rows", lambda x: int(jnp.shape(x)[0]), 1, result_rank=0, integer=True),
+    _spec("cols", lambda x: int(jnp.shape(x)[1]) if jnp.ndim(x) >= 2 else 1, 1, result_rank=0,
+          integer=True),
+    _spec("dims", lambda x: np.asarray(jnp.shape(x), dtype=np.int64), 1, result_rank=1,
+          integer=True),
     _spec("gp_exp_quad_cov", _gp_exp_quad_cov, 3, result_rank=2),
     _spec("pi", lambda: jnp.pi, 0, result_rank=0),
     _spec("e", lambda: jnp.e, 0, result_rank=0),
@@ -164,3 +171,20 @@ for _s in [
     _spec("machine_precision", lambda: jnp.finfo(jnp.result_type(float)).eps, 0, result_rank=0),
 ]:
     FUNCTIONS[_s.name] = _s
+
+
+def _cdf_spec(name):
+    from .distributions import cdf_function, cdf_value
+    spec, kind = cdf_function(name)
+    n = len(spec.params) + 1
+    return FunSpec(name, lambda y, *a: cdf_value(spec, kind, y, *a), (n, n), result_rank=0)
+
+
+def _cdf_functions():
+    from .distributions import CDF_DISTRIBUTIONS, CDF_SUFFIXES
+    return {d + s: _cdf_spec(d + s) for d in sorted(CDF_DISTRIBUTIONS) for s in CDF_SUFFIXES}
+
+
+# `normal_lcdf(y | mu, sigma)` …: called with "|" like the densities (ppl/check/checker.py)
+CDF_FUNCTIONS = _cdf_functions()
+FUNCTIONS.update(CDF_FUNCTIONS)

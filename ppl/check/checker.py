@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..builtins.distributions import DISTRIBUTIONS, density_function, rng_function
-from ..builtins.functions import FUNCTIONS
+from ..builtins.distributions import DISTRIBUTIONS, cdf_function, density_function, rng_function
+from ..builtins.functions import CDF_FUNCTIONS, FUNCTIONS
+from ..builtins.ode import ODE_SOLVERS
 from ..syntax import ast as A
 from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
 from ..syntax.parser import parse
@@ -60,6 +61,7 @@ class VarInfo:
     defined_by: List[A.Stmt] = field(default_factory=list)
     elementwise: bool = False
     used: bool = False
+    data_only: bool = False  # defined by "=" from data alone (Stan's transformed data)
 
 
 @dataclass
@@ -148,9 +150,12 @@ class Checker:
             else:
                 body.append(s)
         self._collect_definitions(body)
+        self.data_only = DataOnly(body)
         for s in body:
             self._stmt(s, self.globals, loop_depth=0, in_generated=False)
         self._finish()
+        for v in self.vars.values():
+            v.data_only = v.kind == "deterministic" and self.data_only(v.name)
         return CheckedProgram(self.program, tuple(body), self.vars, self.funs, self.warnings,
                               self.imports)
 
@@ -228,6 +233,9 @@ class Checker:
             elif isinstance(s, A.VarDecl) and s.value is not None:
                 scope.names[s.name] = Ty(type_base(s.type), type_rank(s.type))
                 self._expr(s.value, scope)
+            elif isinstance(s, A.VarDecl) and s.dist is None:  # a typed local, filled later
+                self._check_type(s.type, scope)
+                scope.names[s.name] = Ty(type_base(s.type), type_rank(s.type))
             elif isinstance(s, A.For):
                 self._expr(s.lo, scope)
                 self._expr(s.hi, scope)
@@ -306,6 +314,9 @@ class Checker:
             self._declare(s.name, "param", s, s.type, s.name_span, scope)
         elif isinstance(s, A.VarDecl):
             self._check_type(s.type, scope)
+            if loop_depth and s.value is None and s.dist is None:
+                self._typed_local(s, scope)
+                return
             if loop_depth and s.value is None:
                 raise self.err("a random variable must be declared at the top level", s.span,
                                "declare it before the loop and define its elements inside")
@@ -368,6 +379,17 @@ class Checker:
         else:  # pragma: no cover
             raise self.err(f"unsupported statement {type(s).__name__}", s.span)
 
+    def _typed_local(self, s: A.VarDecl, scope):
+        """`acc: real[K]` inside a loop or branch: storage local to one iteration (Stan's local
+        declarations), filled by "=" later in the block; elements never set read as NaN."""
+        if s.name in self.vars:
+            raise self.err(f'"{s.name}" is already declared (line {self.vars[s.name].span.line})',
+                           s.name_span, "a local value inside a loop needs a name of its own")
+        if s.name in KEYWORDS:
+            raise self.err(f'"{s.name}" is a keyword and cannot name a variable', s.name_span,
+                           f'choose another name, e.g. "{s.name}_"')
+        scope.names[s.name] = Ty(type_base(s.type), type_rank(s.type))
+
     def _index_target(self, lv: A.LValue, scope, v: VarInfo):
         for i in lv.indices:
             t = self._expr(i, scope)
@@ -391,7 +413,8 @@ class Checker:
                                "the loop sets it to 1, 2, …; draw an element of an array instead, "
                                f"e.g. `x[{name}] ~ normal(0, 1)`")
             raise self.err(f'"{name}" is a local value and cannot be drawn', s.target.span,
-                           "a value defined with \"=\" inside a loop or branch is deterministic")
+                           "a value declared or defined with \"=\" inside a loop or branch is "
+                           "deterministic; declare a random variable at the top level")
         v = self.vars.get(name)
         if v is None:
             if s.target.indices:
@@ -426,8 +449,8 @@ class Checker:
             v.defined_by.append(s)
             return
         if v.kind in ("deterministic",):
-            raise self.err(f'"{name}" is defined by "=" (line {v.span.line}) and cannot also be drawn',
-                           s.target.span)
+            self._observe_transformed(s, scope, v)
+            return
         if in_generated and v.kind != "generated":
             raise self.err(f'"{name}" belongs to the model; generated {{ }} cannot redefine it',
                            s.target.span, "give the generated quantity a new name")
@@ -440,6 +463,24 @@ class Checker:
             raise self.err(f'"{name}" already has a distribution (line {v.defined_by[0].span.line})',
                            s.target.span, "its elements cannot be drawn again")
         v.elementwise = bool(s.target.indices)
+        self._dist(s.dist, scope, name, v.ty)
+        v.defined_by.append(s)
+
+    def _observe_transformed(self, s: A.Sample, scope, v: VarInfo):
+        """`log_w ~ normal(…)` where `log_w = log(w)`: a function of data only is data (Stan's
+        transformed data), so observing it scores the data. A function of random variables
+        cannot be observed: its density would need the Jacobian of the transformation."""
+        name = s.target.name
+        if not self.data_only(name):
+            random = self.data_only.random_root(name)
+            via = f' (through "{random}")' if random and random != name else ""
+            raise self.err(f'"{name}" is defined by "=" (line {v.span.line}) from random '
+                           f"variables{via} and cannot also be drawn", s.target.span,
+                           "only a function of data alone can be observed; a density on a function "
+                           "of random variables needs the Jacobian of that function: write "
+                           f"`target += …` with the log-Jacobian added, or draw the variable itself")
+        v.observed = True
+        self._index_target(s.target, scope, v)
         self._dist(s.dist, scope, name, v.ty)
         v.defined_by.append(s)
 
@@ -630,8 +671,52 @@ class Checker:
             return self._call(e, scope)
         raise self.err(f"unsupported expression {type(e).__name__}", e.span)  # pragma: no cover
 
+    def _cdf_call(self, e: A.Call) -> Ty:
+        """`normal_lcdf(y | mu, sigma)`: the value before "|", the parameters after it."""
+        params = cdf_function(e.func)[0].params
+        sig = f"{e.func}(y | {', '.join(params)})"
+        if e.given is None:
+            raise self.err(f'{e.func} needs a "|" between the value and the parameters', e.span,
+                           f"write {sig}")
+        if len(e.args) != len(params):
+            raise self.err(f'{e.func} takes {_args(len(params))} after "|", but '
+                           f"{len(e.args)} {_were(len(e.args))} given", e.span,
+                           f"the signature is {sig}")
+        return REAL
+
+    def _ode_call(self, e: A.Call, scope) -> Ty:
+        """`ode_rk45(f, y0, t0, ts, …)`: f a function of the program named, `f(t, y, …)`."""
+        spec = ODE_SOLVERS[e.func]
+        fixed = 7 if spec.tol else 4
+        sig = (f"{e.func}(f, y0, t0, ts" + (", rtol, atol, max_num_steps" if spec.tol else "")
+               + ", …)")
+        if e.given is not None or len(e.args) < fixed:
+            raise self.err(f"{e.func} takes at least {fixed} arguments, {len(e.args)} "
+                           f"{_were(len(e.args))} given", e.span, f"the signature is {sig}")
+        f = e.args[0]
+        if not isinstance(f, A.Name) or f.id not in self.funs:
+            hint = did_you_mean(f.id, list(self.funs)) if isinstance(f, A.Name) else None
+            raise self.err(f"the first argument of {e.func} must name a function of the program",
+                           f.span, hint or "define the right-hand side as `def f(t: real, y: "
+                           "real[N], …) -> real[N] { … }` and pass its name")
+        fun = self.funs[f.id]
+        extra = len(e.args) - fixed
+        if len(fun.params) != 2 + extra:
+            raise self.err(f'{f.id} takes {_args(len(fun.params))}, but {e.func} passes it '
+                           f"{2 + extra} (t, y and the {extra} after "
+                           f"{'max_num_steps' if spec.tol else 'ts'})", f.span,
+                           f"{f.id} is defined at line {fun.span.line}")
+        tys = [self._expr(a, scope) for a in e.args[1:]]
+        if spec.tol and tys[5].base != "int":
+            raise self.err("max_num_steps must be an integer", e.args[6].span)
+        return Ty("real", 2)
+
     def _call(self, e: A.Call, scope) -> Ty:
+        if e.func in ODE_SOLVERS and e.func not in self.funs:
+            return self._ode_call(e, scope)
         arg_tys = [self._expr(a, scope) for a in e.args]
+        if e.given is not None and e.func in CDF_FUNCTIONS:
+            self._expr(e.given, scope)
         spec = density_function(e.func)
         if spec is not None:
             if e.given is None:
@@ -648,6 +733,8 @@ class Checker:
                                f"{len(e.args)} {_were(len(e.args))} given", e.span,
                                f"the signature is {e.func}(y | {', '.join(spec.params)})")
             return REAL
+        if e.func in CDF_FUNCTIONS and e.func not in self.funs:
+            return self._cdf_call(e)
         if e.given is not None and e.func not in self.funs and e.func.endswith(("_lpdf", "_lpmf")):
             stem = e.func[:-5]
             candidates = [n + e.func[-5:] for n in DISTRIBUTIONS] + [
@@ -703,11 +790,80 @@ class Checker:
         else:
             rank = None if any(r is None for r in ranks) else max(ranks, default=0)
         base = "int" if fs.integer and all(t.base == "int" for t in arg_tys) else "real"
-        if e.func in ("size", "num_elements"):
+        if e.func in ("size", "num_elements", "rows", "cols", "dims"):
             base = "int"
         if e.func in ("is_inf", "is_nan"):
             base = "bool"
         return Ty(base, rank)
+
+
+class DataOnly:
+    """Which names are functions of data alone: the names each definition reads, the loop
+    bounds and if conditions around it included, followed back to data. A name drawn with "~"
+    (unless it is data) or declared `param` is random; so is anything that reads one. Names are
+    matched without scopes (a local of one loop and of another are one name here), which can
+    only make a name look less data-only than it is."""
+
+    def __init__(self, body):
+        self.data, self.random, self.sampled = set(), set(), set()
+        self.reads: Dict[str, set] = {}
+        self._stmts(body, frozenset())
+        # `~` on a name defined by "=" observes it; on any other name it draws it
+        self.random |= self.sampled - set(self.reads)
+        self.random -= self.data
+
+    def _names(self, e) -> set:
+        return {x.id for x in walk(e) if isinstance(x, A.Name)} if e is not None else set()
+
+    def _define(self, name, reads):
+        self.reads.setdefault(name, set()).update(reads)
+
+    def _stmts(self, body, control):
+        for s in body:
+            if isinstance(s, A.DataDecl):
+                self.data.add(s.name)
+            elif isinstance(s, A.ParamDecl):
+                self.random.add(s.name)
+            elif isinstance(s, A.VarDecl):
+                if s.dist is not None:
+                    self.random.add(s.name)
+                elif s.value is not None:
+                    self._define(s.name, self._names(s.value) | control)
+            elif isinstance(s, A.Sample):
+                self.sampled.add(s.target.name)
+            elif isinstance(s, A.Assign):
+                idx = set().union(*(self._names(i) for i in s.target.indices)) if s.target.indices \
+                    else set()
+                self._define(s.target.name, self._names(s.value) | idx | control)
+            elif isinstance(s, A.For):
+                bounds = self._names(s.lo) | self._names(s.hi)
+                self._define(s.var, bounds | control)
+                self._stmts(s.body, control | bounds | {s.var})
+            elif isinstance(s, A.If):
+                inner = control | self._names(s.cond)
+                self._stmts(s.then, inner)
+                self._stmts(s.orelse, inner)
+            elif isinstance(s, A.Generated):
+                self._stmts(s.body, control)
+
+    def __call__(self, name) -> bool:
+        return self.random_root(name) is None
+
+    def random_root(self, name, seen=None) -> Optional[str]:
+        """A random name `name` depends on, or None when it is a function of data alone."""
+        if name in self.data:
+            return None
+        if name in self.random:
+            return name
+        seen = set() if seen is None else seen
+        if name in seen:
+            return None  # a recurrence (`mu = mu + …`): decided by its other reads
+        seen.add(name)
+        for r in sorted(self.reads.get(name, ())):
+            found = self.random_root(r, seen)
+            if found is not None:
+                return found
+        return None
 
 
 def _dims(n: int) -> str:

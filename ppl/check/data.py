@@ -232,10 +232,12 @@ class _ConstEval:
                     idx.append(v - 1)
             return base[tuple(idx)]
         if isinstance(e, A.Call) and e.func in ("max", "min", "sum", "size", "num_elements",
-                                                 "sqrt", "exp", "log"):
+                                                 "sqrt", "exp", "log", "rows", "cols", "dims"):
             args = [np.asarray(self(a)) for a in e.args]
             f = {"max": np.max, "min": np.min, "sum": np.sum, "size": lambda x: len(x),
-                 "num_elements": np.size, "sqrt": np.sqrt, "exp": np.exp, "log": np.log}[e.func]
+                 "num_elements": np.size, "sqrt": np.sqrt, "exp": np.exp, "log": np.log,
+                 "rows": lambda x: x.shape[0], "cols": lambda x: x.shape[1] if x.ndim > 1 else 1,
+                 "dims": lambda x: np.asarray(x.shape, dtype=np.int64)}[e.func]
             with np.errstate(all="ignore"):  # exp(1000) is inf: then a bound check says so
                 r = f(*args) if e.func not in ("max", "min") or len(args) == 1 else \
                     (np.maximum if e.func == "max" else np.minimum)(*args)

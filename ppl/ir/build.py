@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from ..builtins.distributions import DISTRIBUTIONS, density_function
+from ..builtins.ode import ODE_SOLVERS
 from ..check.checker import CONSTRAINED_TYPES, CheckedProgram, Scope
 from ..syntax import ast as A
 from ..syntax.visit import walk
@@ -57,7 +58,8 @@ class Builder:
                                       if isinstance(x, N.Ref) and x.role == "latent"}))
         return N.Variable(name, info.kind, vtype, info.ty.base, info.ty.rank, info.span,
                           observed=info.observed, elementwise=info.elementwise, discrete=discrete,
-                          finite=finite, dists=dists, size_vars=size_vars)
+                          finite=finite, dists=dists, size_vars=size_vars,
+                          data_only=info.data_only)
 
     def _type(self, t: Optional[A.TypeExpr], scope) -> Optional[N.VarType]:
         if t is None:
@@ -160,6 +162,8 @@ class Builder:
 
     def _draw_role(self, name) -> str:
         kind = self.variables[name].kind
+        if kind == "deterministic" and self.variables[name].observed:
+            return "observed"  # transformed data (the checker allows only a function of data)
         return {"data": "observed", "param": "prior", "generated": "generated"}.get(kind, "latent")
 
     def _dist(self, call: A.Call, scope) -> N.Dist:
@@ -201,6 +205,8 @@ class Builder:
         raise TypeError(f"the IR builder does not know {type(e).__name__}")  # pragma: no cover
 
     def _call(self, e: A.Call, scope):
+        if e.func in ODE_SOLVERS and e.func not in self.ck.functions:
+            return self._ode(e, scope)
         args = tuple(self._expr(a, scope) for a in e.args)
         spec = density_function(e.func)
         if spec is not None and e.func not in self.ck.functions:
@@ -209,7 +215,17 @@ class Builder:
         if e.func in self.ck.functions:
             given = (self._expr(e.given, scope),) if e.given is not None else ()
             return N.CallUser(e.span, e.func, given + args)
+        if e.given is not None:  # a cumulative distribution function: `normal_lcdf(y | …)`
+            args = (self._expr(e.given, scope),) + args
         return N.Builtin(e.span, e.func, args)
+
+
+    def _ode(self, e: A.Call, scope):
+        spec = ODE_SOLVERS[e.func]
+        rest = [self._expr(a, scope) for a in e.args[1:]]
+        y0, t0, ts = rest[:3]
+        tol, args = (rest[3:6], rest[6:]) if spec.tol else ((None, None, None), rest[3:])
+        return N.OdeSolve(e.span, spec.method, e.args[0].id, y0, t0, ts, *tol, tuple(args))
 
 
 def build(checked: CheckedProgram) -> N.ModelIR:

@@ -109,6 +109,22 @@ class LogDensity(Expr):
     value: Expr = None
 
 
+@dataclass(frozen=True)
+class OdeSolve(Expr):
+    """`ode_rk45(f, y0, t0, ts, …)`: the solution of dy/dt = f(t, y, …) from y(t0) = y0 at the
+    times ts, one row per time (ppl/builtins/ode.py names the solvers). `rtol`, `atol`,
+    `max_steps`: given by the `_tol` forms, else None (Stan's defaults)."""
+    method: str = "rk45"
+    function: str = ""
+    y0: Expr = None
+    t0: Expr = None
+    ts: Expr = None
+    rtol: Optional[Expr] = None
+    atol: Optional[Expr] = None
+    max_steps: Optional[Expr] = None
+    args: Tuple[Expr, ...] = ()
+
+
 # ============================================================================ types
 @dataclass(frozen=True)
 class VarType:
@@ -280,6 +296,7 @@ class Variable:
     dists: Tuple[str, ...] = ()  # distributions used to define it
     size_vars: Tuple[str, ...] = ()  # latents its shape depends on: a stochastic size
     time_grid: Optional[str] = None  # path-valued: the data variable holding its time grid
+    data_only: bool = False  # deterministic from data alone: transformed data, computed once
 
     @property
     def stochastic_size(self) -> bool:

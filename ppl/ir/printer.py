@@ -41,6 +41,10 @@ def expr(e, prec: int = 0) -> str:
         return f"{e.dist.name}_lpdf({expr(e.value)} | {', '.join(expr(a) for a in e.dist.args)})"
     if isinstance(e, N.Dist):
         return f"{e.name}({', '.join(expr(a) for a in e.args)})"
+    if isinstance(e, N.OdeSolve):
+        tol = [x for x in (e.rtol, e.atol, e.max_steps) if x is not None]
+        parts = [e.function] + [expr(x) for x in (e.y0, e.t0, e.ts, *tol, *e.args)]
+        return f"ode_{e.method}{'_tol' if tol else ''}({', '.join(parts)})"
     return f"<{type(e).__name__}>"
 
 

@@ -51,6 +51,10 @@ def explain(lowered, u, data_arrays) -> List[Problem]:
             continue
         if key[0] == "index":
             problems.append(Problem("an index is out of range here", Span(*key[1:])))
+        elif key[0] == "ode":
+            problems.append(Problem("the ODE solve fails here: more steps than max_num_steps, "
+                                    "a non-finite derivative, or times not increasing from t0",
+                                    Span(*key[1:])))
         elif key[0] == "arg":
             _, sid, arg = key
             node = stmts.get(sid)

@@ -337,8 +337,11 @@ class Interpreter:
             fill = _lowest(c) if v.discrete else 0
             self.env[s.name] = _pad(jnp.full(shape, fill, dtype=dtype_of(s.type)), axis, length)
             return
-        # storage for a deterministic or generated array filled later, or a typed local
-        self.env[s.name] = _pad(jnp.zeros(shape, dtype=dtype_of(s.type)), axis, length)
+        # storage for a deterministic or generated array filled later, or a typed local: real
+        # elements never assigned read as NaN, as in Stan (integers have no NaN: 0)
+        dtype = dtype_of(s.type)
+        fill = jnp.nan if jnp.issubdtype(dtype, jnp.floating) else 0
+        self.env[s.name] = _pad(jnp.full(shape, fill, dtype=dtype), axis, length)
         if kind == "local":
             self.locals[s.name] = s.type
 
@@ -528,8 +531,9 @@ class Interpreter:
             raise self.err(f'"{name}" must be declared before its elements are set', lv.span)
         idx = tuple(self._index_value(i, base, k) for k, i in enumerate(lv.indices))
         if self.elem_writes is not None and name in self.outer:
-            # inside a vectorised loop: remember the element, scatter after the vmap
-            self.elem_writes[name] = (value, idx)
+            # inside a vectorised loop: remember the element, scatter after the vmap (slices as
+            # index arrays: a vmapped function returns arrays only)
+            self.elem_writes[name] = (value, _slices_as_arrays(idx, jnp.shape(base)))
             self.overrides[(name, lv.indices)] = value
             return
         base = jnp.asarray(base)
@@ -610,6 +614,7 @@ class Interpreter:
         for k, v in records.items():
             self._record(k, jnp.all(v))
         for name, (vals, idx) in writes.items():
+            idx = _align_batched(idx)
             base = jnp.asarray(self.env[name])
             if self.elem_writes is not None and name in self.outer:
                 self.elem_writes[name] = (vals, idx)  # nested vectorised loops: pass them out
@@ -733,6 +738,9 @@ class Interpreter:
             value = self.expr(e.value)
             d = self.build_dist(e.dist, value_shape=jnp.shape(value))
             return jnp.sum(d.log_prob(value))
+        if isinstance(e, N.OdeSolve):
+            from .ode import solve  # diffrax is imported by the models that solve ODEs only
+            return solve(self, e)
         if isinstance(e, N.Cond):
             c, a, b = self.expr(e.cond), self.expr(e.then), self.expr(e.orelse)
             if _is_static(c):
@@ -937,6 +945,31 @@ class FunctionInterpreter(Interpreter):
                 continue
             self.stmt(s)
         return None, False
+
+
+def _slices_as_arrays(idx, shape):
+    """An index with slices as broadcasting index arrays (`x[:, i]` → `x[arange(n)[:], i]`),
+    which selects the same elements in the same order when every other index is a scalar."""
+    if not any(isinstance(i, slice) for i in idx):
+        return idx
+    slices = [k for k, i in enumerate(idx) if isinstance(i, slice)]
+    out = []
+    for k, i in enumerate(idx):
+        if isinstance(i, slice):
+            j = slices.index(k)
+            r = jnp.arange(*i.indices(shape[k]))
+            out.append(r.reshape((1,) * j + (r.shape[0],) + (1,) * (len(slices) - 1 - j)))
+        else:
+            out.append(jnp.asarray(i))
+    return tuple(out)
+
+
+def _align_batched(idx):
+    """Index arrays stacked by a vmap (leading axis: the iterations) re-aligned so that each
+    iteration's indices broadcast as they did within the iteration."""
+    arrays = [jnp.asarray(i) for i in idx]
+    rank = max(a.ndim - 1 for a in arrays)
+    return tuple(a.reshape(a.shape[:1] + (1,) * (rank - (a.ndim - 1)) + a.shape[1:]) for a in arrays)
 
 
 def _returns(s) -> bool:

@@ -90,9 +90,24 @@ class LoweredModel:
         self.dim = self.layout.dim
         self.latent_names = list(self.layout.names)
         variables = self.ir.variables
-        self.deterministic_names = [n for n, v in variables.items() if v.kind == "deterministic"]
+        # transformed data (deterministic from data alone) are reported once, not per draw
+        self.transformed_names = [n for n, v in variables.items()
+                                  if v.kind == "deterministic" and v.data_only]
+        self.deterministic_names = [n for n, v in variables.items()
+                                    if v.kind == "deterministic" and not v.data_only]
         self.generated_names = [n for n, v in variables.items() if v.kind == "generated"]
         self.observed_names = [n for n, v in variables.items() if v.observed]
+
+    def transformed_data(self, data_arrays=None) -> Dict[str, np.ndarray]:
+        """The values computed from data alone (Stan's transformed data), once: they do not
+        depend on the latents, so the program runs at any point (the origin) to give them."""
+        if not self.transformed_names:
+            return {}
+        data_arrays = self.data_arrays if data_arrays is None else data_arrays
+        it = self.run([Unconstrain(self.layout, jnp.zeros(self.dim), jacobian=False)], data_arrays,
+                      source=True)
+        return {n: np.asarray(v) for n, v in reported(
+            {n: it.env[n] for n in self.transformed_names if n in it.env}).items()}
 
     # ------------------------------------------------------------ data checks
     def check_data(self):

@@ -83,6 +83,12 @@ class _ToAST(Transformer_NonRecursive):
     def target(self, meta, c):
         return A.TargetIncrement(_span(meta), c[1])
 
+    def compound_assign(self, meta, c):
+        # `x op= e` is `x = x op (e)`: the checker and everything after see a plain assignment
+        lv, op, value = c[0], str(c[1])[0], c[2]
+        current = A.Name(lv.span, lv.name) if not lv.indices else A.Index(lv.span, A.Name(lv.span, lv.name), lv.indices)
+        return A.Assign(_span(meta), lv, A.BinOp(_span(meta), op, current, value))
+
     def for_stmt(self, meta, c):
         return A.For(_span(meta), str(c[0]), c[1], c[2], c[3], var_span=_tok_span(c[0]))
 
@@ -213,7 +219,7 @@ _TOKEN_WORDS = {
     "_NL": "end of line", "NAME": "a name", "INT": "an integer", "FLOAT": "a number",
     "LPAR": '"("', "RPAR": '")"', "LSQB": '"["', "RSQB": '"]"', "LBRACE": '"{"',
     "RBRACE": '"}"', "COLON": '":"', "COMMA": '","', "TILDE": '"~"', "EQUALS": '"="',
-    "PLUSEQ": '"+="', "BAR": '"|"', "ADDOP": '"+" or "-"', "MULOP": "an operator (* / @ %)",
+    "PLUSEQ": '"+="', "COMPOUND": '"+=", "-=", "*=" or "/="', "BAR": '"|"', "ADDOP": '"+" or "-"', "MULOP": "an operator (* / @ %)",
     "POWOP": '"^"', "RELOP": "a comparison", "EQOP": '"==" or "!="', "LESSTHAN": '"<"',
     "MORETHAN": '">"', "EQUAL": '"="', "$END": "end of file", "TRANSPOSE": "'",
     "NOTOP": '"!"', "OROP": '"||"', "ANDOP": '"&&"', "__ANON_0": '"->"', "QMARK": '"?"',
@@ -476,6 +482,24 @@ def _code(text: str) -> str:
     return text if i < 0 else text[:i]
 
 
+_TRAILING_OP = re.compile(r"(\|\||&&|==|!=|<=|>=|\.\*|\./|\+=|-=|\*=|/=|[-+*/%@^<~=|?])$")
+
+
+def _continued_from(lines, line: int, col: int):
+    """(line, column just after it, operator) of the operator ending the last code line before
+    `line` when the statement at the error was continued from there, else None."""
+    if line <= 1:
+        return None
+    prev = min(line - 1, len(lines))
+    ln, text = _last_code_line(lines, prev, len(lines[prev - 1]) + 1)
+    if not text.strip():
+        return None
+    m = _TRAILING_OP.search(text.rstrip())
+    if m is None:
+        return None
+    return ln, len(text.rstrip()) + 1, m.group(1)
+
+
 def _last_code_line(lines, before_line: int, before_col: int):
     """The line number and text of the last code before the given position."""
     ln = before_line
@@ -506,6 +530,12 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
     def err(msg, line, col, width=1, hint=None):
         return PPLSyntaxError(f"syntax error: {msg}", A.Span(line, col, line, col + max(1, width)),
                               hint, source, filename)
+
+    def unfinished_err(op_line, op_col, op, next_line):
+        nxt = f"line {next_line}" if next_line is not None else "the end of the file"
+        return err("the expression is not finished", op_line, op_col, 1,
+                   f'a value is missing after "{op}": a line that ends with an operator continues '
+                   f"on the next line, and {nxt} does not continue it")
 
     if isinstance(e, UnexpectedCharacters):
         line, col = e.line, e.column
@@ -617,7 +647,19 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
             ch, ol, oc = stack[-1]
             return err(f'"{ch}" is not closed', ol, oc, 1,
                        f'the file ends before the "{_OPENERS[ch]}" that closes it')
+        m = _TRAILING_OP.search(before.rstrip())
+        if m is not None:
+            return unfinished_err(line, len(before.rstrip()) + 1, m.group(1), None)
+        unfinished = _continued_from(lines, line, col)
+        if unfinished is not None:
+            return unfinished_err(*unfinished, None)
         return err("unexpected end of file", line, col, 1, _describe_expected(expected) or None)
+
+    # a line ending with an operator continues on the next; the error is on that next line
+    unfinished = _continued_from(lines, line, col) if not before.strip() or ttype not in expected \
+        else None
+    if unfinished is not None and not stack:
+        return unfinished_err(*unfinished, line)
 
     # `==` where a statement needs `=`, and `=` where an expression needs `==`
     if ttype == "EQUALS" and col > 1 and text[col - 2] == "=":
@@ -656,6 +698,13 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
         return err("the expression is not finished", line, col, 1,
                    f"a value is missing {what}; to continue an expression on the next line, "
                    "wrap it in parentheses")
+
+    # an operator starting a line: the previous line was a complete statement
+    if not before.strip() and ttype in ("ADDOP", "MULOP", "POWOP", "OROP", "ANDOP", "EQOP") and \
+            line > 1:
+        return err(f'unexpected "{tstr}" at the start of a line', line, col, width,
+                   "a statement ends at the end of its line unless the line ends with an operator: "
+                   f'to continue the previous line, move the "{tstr}" to its end')
 
     # something after a complete statement: `mu ~ normal(0, 1) 2`
     if "_NL" in expected and ttype not in ("_NL",) and ttype not in expected:

@@ -35,21 +35,36 @@ TABLES_NAME = "ppl.tables.json"
 _MAX_BYTES = 16 * 2**20
 
 
+# Tokens after which a statement is visibly unfinished: a newline there continues it (Stan's
+# free-form layout, `a +` at the end of a line). Not ">": it also closes `real<lower=0>`.
+CONTINUING = frozenset({"ADDOP", "MULOP", "POWOP", "OROP", "ANDOP", "EQOP", "EQUALS", "TILDE",
+                        "PLUSEQ", "COMPOUND", "BAR", "QMARK"})
+
+
 class BracketNewlines:
-    """Post-lexer: inside ( ) and [ ] a newline does not end a statement."""
+    """Post-lexer: inside ( ) and [ ], and after a token in CONTINUING (or a relational
+    operator other than ">"), a newline does not end a statement."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
         depth = 0
+        last = None
         for tok in stream:
             if tok.type in ("LPAR", "LSQB"):
                 depth += 1
             elif tok.type in ("RPAR", "RSQB"):
                 depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth > 0:
+            elif tok.type == "_NL" and (depth > 0 or _continues(last)):
                 continue
+            last = tok
             yield tok
+
+
+def _continues(tok) -> bool:
+    if tok is None:
+        return False
+    return tok.type in CONTINUING or (tok.type == "RELOP" and str(tok) != ">")
 
 
 def key(grammar: str) -> str:

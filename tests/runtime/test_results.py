@@ -72,10 +72,13 @@ def test_generated_quantities_are_summarised_but_replicated_data_is_not():
 
 
 @pytest.mark.parametrize("attrs, chains", [
-    ({"inference_method": "nuts"}, True),
+    # the program says so itself (markov_chain), whatever its name
+    ({"inference_method": "nuts", "markov_chain": 1}, True),
     ({"inference_method": "smc", "smc_algorithm": "particle marginal Metropolis-Hastings (bootstrap "
-      "filter, random-walk proposals)"}, True),
-    ({"inference_method": "smc", "smc_algorithm": "particle Gibbs (conditional SMC) + NUTS"}, True),
+      "filter, random-walk proposals)", "markov_chain": 1}, True),
+    ({"inference_method": "smc", "smc_algorithm": "particle Gibbs (conditional SMC) + NUTS",
+      "markov_chain": 1}, True),
+    ({"inference_method": "nuts"}, False),  # a file from elsewhere is not judged as chains
     ({"inference_method": "smc", "smc_algorithm": "particle filter (bootstrap)"}, False),
     ({"inference_method": "smc", "smc_algorithm": "adaptive tempered SMC"}, False),
     ({"inference_method": "enumerate"}, False),
