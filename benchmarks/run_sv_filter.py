@@ -42,7 +42,7 @@ PARAMS = {"mu": -1.02432, "phi": 0.9702, "s": 0.178}
 REFERENCE_LOG_Z = -492.403
 DEFAULT_RUNS = {100: 50, 1000: 30, 10_000: 12, 100_000: 6}
 QUICK_RUNS = {100: 20, 1000: 10}
-ALL_SYSTEMS = ["ppl", "ppl-run", "jax", "particles"]
+ALL_SYSTEMS = ["ppl", "ppl-run", "ppl-run32", "jax", "particles"]
 
 # A filter factory takes (N, y, resampling) and returns ``run(seed) -> (log_z, seconds)``.
 Filter = Callable[[int], tuple[float, float]]
@@ -70,7 +70,7 @@ def ppl_filter(n: int, y: list[float], resampling: str) -> Filter:
     return run
 
 
-def ppl_run_filter(n: int, y: list[float], resampling: str) -> Filter:
+def ppl_run_filter(n: int, y: list[float], resampling: str, dtype: str = "float64") -> Filter:
     """ppl's generated filter without the API's per-call work (binding data, InferenceData):
     the smc pass's compiled program, built once through the pass registry (DESIGN §4's pass
     contract: ``build(lowered, options)`` then ``program.run(data_arrays, seed=...)``)."""
@@ -81,7 +81,9 @@ def ppl_run_filter(n: int, y: list[float], resampling: str) -> Filter:
     lowered = model.lower({"T": len(y), "y": y, **PARAMS}, "smc")
     program = PASSES["smc"].build(lowered, dict(
         chains=1, draws=0, warmup=0, particles=n, smoothing="none", proposal="bootstrap",
-        resampling="systematic", ess_threshold=1.0 if resampling == "every" else 0.5))
+        resampling="systematic", ess_threshold=1.0 if resampling == "every" else 0.5,
+        # one device, like the anchors (ppl would split N >= 2^16 particles over the cores)
+        dtype=dtype, shard="chains"))
 
     def run(seed: int) -> tuple[float, float]:
         t = time.perf_counter()
@@ -189,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
     pa = ParticlesAnchor(logs) if "particles" in systems else None
     factories: dict[str, Callable[[int, list[float], str], Filter]] = {
-        "ppl": ppl_filter, "ppl-run": ppl_run_filter, "jax": jax_filter}
+        "ppl": ppl_filter, "ppl-run": ppl_run_filter, "jax": jax_filter,
+        "ppl-run32": lambda n, y, r: ppl_run_filter(n, y, r, "float32")}
     if pa is not None:
         factories["particles"] = pa.factory
         info["particles_venv"] = pa.versions
@@ -257,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios: dict[str, dict] = {}
     pairs = [("ppl", "jax"), ("ppl", "particles"), ("ppl-run", "jax"), ("ppl-run", "particles"),
+             ("ppl-run32", "jax"), ("ppl-run32", "particles"), ("ppl-run32", "ppl-run"),
              ("jax", "particles")]
     for n, out in results.items():
         for num, den in pairs:
@@ -297,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             "ppl": "model.sample(data, method='smc', particles=N, chains=1, smoothing='none', "
                    "proposal='bootstrap', ...): one filter through the public API",
             "ppl-run": "the smc pass's compiled program.run(seed) (no data binding / InferenceData)",
+            "ppl-run32": "ppl-run with dtype='float32' (states, noise and likelihoods in float32; "
+                         "log weights, their sums and log Z in float64)",
             "ratios": "first / second system",
         },
     })

@@ -46,18 +46,26 @@ def _print_data_warnings(warnings, stream=None):
 
 
 def cmd_sample(args) -> int:
+    from .runtime import distributed
+    lead = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                  args.chains)
+    _check_devices(args)
     model = _model(args.model)
-    _print_warnings(model)
+    if lead:
+        _print_warnings(model)
     checked = _check_with_model(args, model)
-    _print_data_warnings(checked.warnings)
+    if lead:
+        _print_data_warnings(checked.warnings)
     from .runtime.results import check_output_path, report, write_output
-    if args.output:
+    if args.output and lead:
         check_output_path(args.output)  # its format, before the run (writable: as parsed)
     t0 = time.perf_counter()
     idata = model.sample(checked.data(args), method=args.method, chains=args.chains,
                          draws=args.draws, warmup=args.warmup, seed=args.seed,
-                         progress=_progress(model, args), validate=not args.no_validate,
-                         prior=args.prior, **checked.options)
+                         progress=_progress(model, args) if lead else False,
+                         validate=not args.no_validate, prior=args.prior, **checked.options)
+    if not lead:  # every process holds all chains; process 0 reports and writes
+        return EXIT_OK
     report(model, idata, time.perf_counter() - t0, args.vars, args.max_elements)
     if args.output:
         write_output(idata, args.output)
@@ -174,8 +182,21 @@ def _print_additive(lowered) -> None:
         print(f"  {name:<16} not additive: {why}")
 
 
+def _check_devices(args) -> None:
+    """--devices N against this process's devices, before any work."""
+    if getattr(args, "devices", None) is None:
+        return
+    from .algorithms.devices import local_devices
+    try:
+        local_devices(args.devices)
+    except ValueError as e:
+        raise UsageError(f"--devices {args.devices}: {str(e).split('; ')[0]}", None,
+                         str(e).split("; ")[1] if "; " in str(e) else None) from None
+
+
 def cmd_calibrate(args) -> int:
     """Simulation-based calibration of a method on a model (ppl/runtime/calibrate.py)."""
+    _check_devices(args)
     model = _model(args.model)
     _print_warnings(model)
     _print_data_warnings(_check_with_model(args, model).warnings)
@@ -189,7 +210,8 @@ def cmd_calibrate(args) -> int:
                         chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
                         seed=args.seed, variables=args.vars, output=args.output,
                         progress=None if bar is None else
-                        (lambda done, total: bar(done, total, unit="replicates")))
+                        (lambda done, total: bar(done, total, unit="replicates")),
+                        **({"devices": args.devices} if args.devices is not None else {}))
     except BaseException:
         if bar is not None:
             bar.close()
@@ -274,7 +296,7 @@ OPTION_VALUES = {
     "particles": _POSITIVE_INT, "max_tree_depth": _POSITIVE_INT, "mh_steps": _POSITIVE_INT,
     "evidence_draws": _POSITIVE_INT, "evidence_particles": _POSITIVE_INT,
     "paris_draws": _POSITIVE_INT, "num_mcmc_steps": _POSITIVE_INT, "max_steps": _POSITIVE_INT,
-    "max_size": _POSITIVE_INT,
+    "max_size": _POSITIVE_INT, "devices": _POSITIVE_INT,
     "target_accept": _FRACTION, "target_ess": _FRACTION,
     "ess_threshold": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
                       "a number in (0, 1]"),
@@ -282,9 +304,12 @@ OPTION_VALUES = {
     "resampling": _choice("systematic", "stratified", "multinomial", "residual"),
     "proposal": _choice("auto", "bootstrap", "guided"),
     "parameters": _choice("gibbs", "pmmh"),
+    "dtype": _choice("float64", "float32"),
+    "shard": _choice("auto", "chains", "particles"),
 }
 # options that have their own flag
-_FLAGS = {"chains": "--chains", "draws": "--draws", "warmup": "--warmup", "seed": "--seed"}
+_FLAGS = {"chains": "--chains", "draws": "--draws", "warmup": "--warmup", "seed": "--seed",
+          "devices": "--devices"}
 
 
 def known_options(method: str) -> Optional[frozenset]:
@@ -315,6 +340,8 @@ def _method_options(args) -> dict:
         opts["target_accept"] = args.target_accept
     if getattr(args, "particles", None) is not None:
         opts["particles"] = args.particles
+    if getattr(args, "devices", None) is not None:
+        opts["devices"] = args.devices
     for item in getattr(args, "option", None) or []:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -334,6 +361,7 @@ def _method_options(args) -> dict:
 
 
 _EXAMPLES = {"target_accept": "0.9", "target_ess": "0.5", "ess_threshold": "0.5",
+             "dtype": "float32", "shard": "auto",
              "dense_mass": "true", "paris": "false", "resampling": "systematic",
              "proposal": "auto", "parameters": "gibbs"}
 
@@ -348,7 +376,8 @@ def _check_options(options: dict, method: str) -> None:
         return
     for key in options:
         if key not in known:
-            flag = {"target_accept": "--target-accept", "particles": "--particles"}.get(key)
+            flag = {"target_accept": "--target-accept", "particles": "--particles",
+                    "devices": "--devices"}.get(key)
             what = flag or f"--option {key}"
             from .syntax.errors import did_you_mean
             near = did_you_mean(key, known)
@@ -501,6 +530,24 @@ def _sampling_arguments(p, chains: int, draws: int, warmup: int, seed_max: int) 
          help=f"random seed, an integer from 0 to {seed_max}")
 
 
+def _devices_argument(p) -> None:
+    _add(p, "--devices", type=_integer(1), default=None, metavar="N",
+         help="local devices to spread chains (and particles) over; each chain's draws are the "
+              "same on any number (default: one per core; on CPU, more devices than cores need "
+              "XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+
+
+def _distributed_arguments(p) -> None:
+    _add(p, "--coordinator", metavar="HOST:PORT", default=None,
+         help="jax.distributed: the address of process 0 (every process runs the same command; "
+              "process 0 prints and writes the output). Default: JAX's own environment "
+              "detection (Slurm, Kubernetes, ...) when --num-processes is given")
+    _add(p, "--num-processes", type=_integer(1), default=None, metavar="P",
+         help="jax.distributed: the number of processes")
+    _add(p, "--process-id", type=_integer(0), default=None, metavar="I",
+         help="jax.distributed: this process's index, 0 … P-1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     ap = _Parser(prog="ppl", description="ppl — probabilistic programs compiled to JAX",
@@ -520,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
          help="target acceptance rate, strictly between 0 and 1 (default: the method's: 0.8 for nuts)")
     _add(s, "--particles", type=_integer(1), default=None, metavar="N",
          help="number of particles (smc; default: the method's)")
+    _devices_argument(s)
+    _distributed_arguments(s)
     _add(s, "--option", action="append", metavar="KEY=VALUE",
          help="a method option, e.g. resampling=stratified or parameters=pmmh (repeatable); "
               "unknown keys are an error")
@@ -561,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(k, "--replicates", type=_integer(1), default=100, metavar="N",
          help="simulated data sets")
     _sampling_arguments(k, chains=2, draws=500, warmup=500, seed_max=CALIBRATE_SEED_MAX)
+    _devices_argument(k)
     _add(k, "--keep", type=_integer(1), default=99, metavar="N",
          help="posterior draws kept (thinned) per rank; at most chains × draws")
     _add(k, "--alpha", type=_fraction, default=0.01, metavar="P",

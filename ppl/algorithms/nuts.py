@@ -14,6 +14,7 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 
 from ..config import cores
+from .devices import local_devices
 
 
 class NutsTrace(NamedTuple):
@@ -32,7 +33,8 @@ class NutsSampler:
 
     def __init__(self, potential: Callable, num_warmup: int, num_samples: int,
                  target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-                 dense_mass: bool = False, chunk: Optional[int] = None, num_chains: int = 1):
+                 dense_mass: bool = False, chunk: Optional[int] = None, num_chains: int = 1,
+                 devices: Optional[int] = None):
         self.num_warmup, self.num_samples = num_warmup, num_samples
         total = num_warmup + num_samples
         self.chunk = chunk or total
@@ -57,13 +59,17 @@ class NutsSampler:
             # with finite potential and gradient per chain, each chain from its own key) and
             # kernel init in one compilation.
             chains = keys.shape[0]
-            cand = jax.vmap(lambda k: jax.random.uniform(k, (tries, dim), minval=-2.0, maxval=2.0))(
-                init_keys)
+            # chain by chain (lax.map), not vmapped: vmapped over a batch of rbg keys, jax.random
+            # draws bits that depend on the key's position in the batch (measured, JAX 0.10.2:
+            # the second of 4 keys draws 0.40 vmapped, 0.53 alone), so a chain's start would
+            # depend on the chains before it (those of another process, say)
+            cand = jax.lax.map(
+                lambda k: jax.random.uniform(k, (tries, dim), minval=-2.0, maxval=2.0), init_keys)
             pe, g = jax.vmap(jax.value_and_grad(potential), in_axes=(0, None))(
                 cand.reshape(-1, dim), data)
             ok = (jnp.isfinite(pe) & jnp.all(jnp.isfinite(g), axis=-1)).reshape(chains, tries)
             z0 = cand[jnp.arange(chains), jnp.argmax(ok, axis=1)]
-            state = jax.vmap(init, in_axes=(0, 0, None))(keys, z0, data)
+            state = jax.lax.map(lambda a: init(a[0], a[1], data), (keys, z0))
             return state, jnp.all(jnp.any(ok, axis=1)), cand
 
         self._start_fn = start
@@ -75,7 +81,7 @@ class NutsSampler:
         # on what the other lanes hold, so chain c always sits in lane c mod LANES. Groups run
         # one after another on a device (`lax.map`); devices, at most one per core, run in
         # parallel (`pmap`). Lanes past the last chain repeat a real chain and are dropped.
-        self.lanes = _lanes_for(num_chains)
+        self.lanes = _lanes_for(num_chains, devices)
         devices = self.lanes.shape[0]
 
         def per_device(state, data, length):
@@ -157,13 +163,17 @@ def _at_least_two(keys):
 LANES = 2  # cheap models run 2 chains vmapped in about the time of one
 
 
-def _lanes_for(num_chains: int) -> np.ndarray:
+def _lanes_for(num_chains: int, devices: Optional[int] = None) -> np.ndarray:
     """Chain index per (device, group, lane): chain c in lane c mod LANES of group c // LANES;
-    groups split evenly over at most one device per core; padding repeats a chain."""
+    groups split evenly over `devices` devices (default: at most one per core); padding
+    repeats a chain."""
     groups = -(-num_chains // LANES)
     # always every device (one per core): a pmap over fewer devices compiles to a program that
     # rounds differently; a device with no group of its own repeats one (idle core, same time)
-    devices = max(1, min(jax.local_device_count(), cores()))
+    if devices is None:
+        devices = max(1, min(jax.local_device_count(), cores()))
+    else:
+        devices = len(local_devices(devices))
     per_device = -(-groups // devices)
     lanes = np.arange(devices * per_device * LANES)
     lanes = np.where(lanes < num_chains, lanes, lanes % LANES if num_chains >= LANES else 0)

@@ -14,15 +14,29 @@ them over particles and runs one `lax.scan` over time. Conventions:
   `failed_step` names the first such step; raising is left to the (non-jitted) caller.
 
 The evidence estimate Ẑ is unbiased for p(y_{0:T-1}) (not log Ẑ for log p).
+
+One step reads and writes each particle once or twice: the transition (its standard normal
+noise drawn counter-based inside the same loop), the likelihood and the weight update in one
+fused pass that also yields the maximum log weight, then one pass of exponentials feeding the
+three sums (normalising constant, ESS, filtering mean). `dtype=jnp.float32` halves the bytes
+and the random bits per particle; log weights and every sum stay in float64.
+
+The particles of one filter may be split over devices (`axis_name`, `run_chains` with a
+layout from `ppl.algorithms.devices`); the weights and the resampling are global
+(`ppl.algorithms.particle_shards`), so the filter is the same as on one device.
 """
+import math
 from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
 from . import resampling as _resampling
+from . import devices as _devices
+from .particle_shards import ParticleGroup, key_words
 
 __all__ = [
     "Proposal",
@@ -30,6 +44,7 @@ __all__ = [
     "FilterResult",
     "run",
     "run_many",
+    "run_chains",
     "trace_genealogy",
     "sample_trajectory",
     "locally_optimal_gaussian_proposal",
@@ -62,12 +77,14 @@ class StateSpaceModel(NamedTuple):
     # normals for a location-scale state): much cheaper than N keys and N draws per step.
     init_sample_batch: Optional[Callable] = None  # (key, params, num_particles) -> states (N, ...)
     transition_sample_batch: Optional[Callable] = None  # (key, prev (N, ...), t, params) -> (N, ...)
-    # Optional split of `transition_sample_batch` into its noise and a deterministic map, with
-    # the same law: transition_from_noise(transition_noise(key, 1, N)[0], prev, t, params).
-    # The filter then draws the noise of many steps in one call (see NOISE_BLOCK).
-    transition_noise: Optional[Callable] = None  # (key, num_steps, N) -> leaves (num_steps, N, ...)
-    transition_from_noise: Optional[Callable] = None  # (noise (N, ...), prev (N, ...), t, params) -> (N, ...)
-    noise_size: int = 0  # noise scalars per particle and step
+    # Optional split of `transition_sample_batch` into its noise, `noise_size` i.i.d. standard
+    # normals per particle and step, and a deterministic map, with the same law:
+    # transition_from_noise(transition_noise(key, 1, N)[0], prev, t, params). The bootstrap
+    # filter then draws the normals itself, counter-based and fused with the step
+    # (ppl.algorithms.particle_shards); `transition_noise` is the reference draw.
+    transition_noise: Optional[Callable] = None  # (key, num_steps, N) -> (num_steps, N, noise_size)
+    transition_from_noise: Optional[Callable] = None  # (noise (N, noise_size), prev (N, ...), t, params) -> (N, ...)
+    noise_size: int = 0  # standard normals per particle and step
 
 
 class FilterResult(NamedTuple):
@@ -89,18 +106,41 @@ def _clean(log_w):
     return jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
 
 
-def init_particles(key, model: StateSpaceModel, params, num_particles: int):
-    """Draw step-0 particles and their (unnormalised) log weights."""
+def _cast(tree, dtype):
+    """Floating leaves of `tree` in `dtype` (integer leaves as they are)."""
+    if dtype is None:
+        return tree
+
+    def leaf(a):
+        a = jnp.asarray(a)
+        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def _noise_width(model: StateSpaceModel) -> int:
+    """Standard normals per particle and step when the filter draws the transition noise
+    itself (bootstrap, location-scale transitions), else 0."""
+    if model.proposal is None and model.transition_from_noise is not None and model.noise_size > 0:
+        return int(model.noise_size)
+    return 0
+
+
+def init_particles(key, model: StateSpaceModel, params, num_particles: int,
+                   group: Optional[ParticleGroup] = None):
+    """Draw step-0 particles and their (unnormalised) log weights.
+
+    With a `group` split over devices, the particles held here are the group's rows of the
+    N particles one device would draw (the batched sampler draws all N on every shard, once)."""
+    group = group or ParticleGroup(num_particles)
     if model.proposal is None:
         if model.init_sample_batch is not None:
-            x = model.init_sample_batch(key, params, num_particles)
+            x = group.mine(model.init_sample_batch(key, params, group.total))
         else:
-            keys = jax.random.split(key, num_particles)
-            x = jax.vmap(model.init_sample, (0, None))(keys, params)
+            x = jax.vmap(model.init_sample, (0, None))(group.keys(key), params)
         log_w = jax.vmap(model.observation_logpdf, (0, None, None))(x, 0, params)
     else:
-        keys = jax.random.split(key, num_particles)
-        x, log_q = jax.vmap(model.proposal.init, (0, None))(keys, params)
+        x, log_q = jax.vmap(model.proposal.init, (0, None))(group.keys(key), params)
         log_w = (
             jax.vmap(model.init_logpdf, (0, None))(x, params)
             + jax.vmap(model.observation_logpdf, (0, None, None))(x, 0, params)
@@ -109,21 +149,26 @@ def init_particles(key, model: StateSpaceModel, params, num_particles: int):
     return x, _clean(log_w)
 
 
-def propagate(key, model: StateSpaceModel, params, prev, t, noise=None):
-    """Move each particle of `prev` (leaves (N, ...)) to step t; returns (x, incremental log w).
-    With `noise` (bootstrap, `model.transition_noise`'s draws for this step) no key is used."""
+def propagate(key, model: StateSpaceModel, params, prev, t, noise=None,
+              group: Optional[ParticleGroup] = None):
+    """Move each particle of `prev` (leaves (n, ...)) to step t; returns (x, incremental log w).
+    With `noise` (bootstrap: the standard normals `model.transition_from_noise` maps) no key
+    is used."""
     n = jax.tree_util.tree_leaves(prev)[0].shape[0]
+    group = group or ParticleGroup(n)
     if model.proposal is None:
         if noise is not None:
             x = model.transition_from_noise(noise, prev, t, params)
         elif model.transition_sample_batch is not None:
-            x = model.transition_sample_batch(key, prev, t, params)
+            # one batch per shard: a shard's own key (the law of independent draws; not the
+            # draws one device would make)
+            x = model.transition_sample_batch(group.fold(key), prev, t, params)
         else:
-            keys = jax.random.split(key, n)
+            keys = group.keys(key)
             x = jax.vmap(model.transition_sample, (0, 0, None, None))(keys, prev, t, params)
         log_w = jax.vmap(model.observation_logpdf, (0, None, None))(x, t, params)
     else:
-        keys = jax.random.split(key, n)
+        keys = group.keys(key)
         x, log_q = jax.vmap(model.proposal.step, (0, 0, None, None))(keys, prev, t, params)
         log_w = (
             jax.vmap(model.transition_logpdf, (0, 0, None, None))(x, prev, t, params)
@@ -149,10 +194,53 @@ def _take(tree, idx):
     return jax.tree_util.tree_map(lambda leaf: leaf[idx], tree)
 
 
+class _Weighed(NamedTuple):
+    log_w: Any  # (n,) normalised log weights (float64); uniform if no weight is positive
+    log_sum: Any  # log of the sum of the weights over all particles (-inf if none is positive)
+    ess: Any
+    means: Any  # Σ W_i x_i per leaf (float64)
+
+
+def _weigh(log_w, x, group: ParticleGroup, dtype) -> _Weighed:
+    """Normalise the weights exp(`log_w`) over all particles: two passes, their maximum, then
+    one pass of exp (in `dtype`) feeding three sums accumulated in float64 (Σ e, Σ e², Σ e x),
+    which XLA fuses into one loop; with the likelihood fused into the first pass, a step reads
+    and writes each particle's state and log weight once.
+
+    If no weight is positive (or a sum overflows) the weights become uniform, so everything
+    downstream stays finite, and `log_sum` is -inf / +inf: the caller records the failure."""
+    acc = jnp.result_type(float)  # float64 under ppl
+    m = group.max(log_w)
+    shift = jnp.where(jnp.isfinite(m), m, 0.0)
+    e = jnp.exp((log_w - shift).astype(dtype))
+    total = group.sum(e, acc)
+    total2 = group.sum(e * e, acc)
+
+    def weighted_sum(leaf, w):
+        leaf = jnp.asarray(leaf)
+        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            leaf = leaf.astype(w.dtype)
+        return group.sum(w.reshape(w.shape + (1,) * (leaf.ndim - 1)) * leaf, acc)
+
+    sums = jax.tree_util.tree_map(lambda leaf: weighted_sum(leaf, e), x)
+    log_sum = jnp.log(total) + shift
+    ok = jnp.isfinite(log_sum)
+    n = group.total
+    means = lax.cond(
+        ok,
+        lambda: jax.tree_util.tree_map(lambda s: s / total, sums),
+        lambda: jax.tree_util.tree_map(
+            lambda leaf: weighted_sum(leaf, jnp.full(e.shape, 1.0 / n, dtype)), x),
+    )
+    return _Weighed(jnp.where(ok, log_w - log_sum, -math.log(n)), log_sum,
+                    jnp.where(ok, total * total / total2, float(n)), means)
+
+
 # --------------------------------------------------------------------------- filter
 @partial(
     jax.jit,
-    static_argnames=("model", "num_particles", "resampling", "ess_threshold", "record"),
+    static_argnames=("model", "num_particles", "resampling", "ess_threshold", "record", "dtype",
+                     "axis_name"),
 )
 def run(
     key,
@@ -162,40 +250,56 @@ def run(
     resampling="systematic",
     ess_threshold: float = 0.5,
     record: str = "summary",
+    dtype=None,
+    axis_name: Optional[str] = None,
 ) -> FilterResult:
     """Run a particle filter over `model.num_steps` steps with `num_particles` particles.
 
     `resampling` is a scheme name from `ppl.algorithms.resampling` or a function
     `(key, weights, num_samples) -> indices`. `record="genealogy"` also keeps the ancestor
     indices, all particles and their weights, for `trace_genealogy` / `sample_trajectory`.
+
+    `dtype` (e.g. `jnp.float32`): the states, the parameters' floating leaves, the noise and
+    the exponentials of the weights in that precision; log weights, their sums, the ESS, the
+    filtering means and log Ẑ stay in float64. Default: the model's own precision.
+
+    `axis_name`: called inside `jax.shard_map` with the particles split over that mesh axis
+    (`num_particles` is the total; each device holds its share, `particle_filter.sharded`
+    builds the map). The weights are global: one filter, as on one device (see
+    `ppl.algorithms.particle_shards`). Particle-indexed results hold this device's rows.
     """
     if record not in ("summary", "genealogy"):
         raise ValueError(f"record must be 'summary' or 'genealogy', not {record!r}")
     resample_fn = _resampling.get(resampling)
-    n = num_particles
+    group = ParticleGroup(num_particles, axis_name)
+    n = group.total
+    log_n = math.log(n)
     always = ess_threshold >= 1.0
     keep = record == "genealogy"
+    dtype = jnp.dtype(dtype) if dtype is not None else None
+    params = _cast(params, dtype)
+    state_dtype = dtype
 
-    key0, key_scan = jax.random.split(key)
-    x0, log_w0 = init_particles(key0, model, params, n)
-    log_w0_norm, w0, log_z0 = _resampling.normalize(log_w0)
-    ess0 = _resampling.ess_from_weights(w0)
-    # A log mean of weights: the incremental evidence of step 0.
-    inc0 = log_z0 - jnp.log(n)
-    failed0 = jnp.where(jnp.isfinite(log_z0), -1, 0).astype(jnp.int32)
-    identity = jnp.arange(n, dtype=jnp.int32)
+    key0, key_scan, key_noise = jax.random.split(key, 3)
+    x0, log_w0 = init_particles(key0, model, params, n, group)
+    x0 = _cast(x0, state_dtype)
+    calc = dtype or jnp.result_type(float)
+    first = _weigh(log_w0.astype(jnp.result_type(float)) - log_n, x0, group, calc)
+    failed0 = jnp.where(jnp.isfinite(first.log_sum), -1, 0).astype(jnp.int32)
+    width = _noise_width(model)
+    words = key_words(key_noise)
 
-    def resample(k_res, x_prev, log_w_prev, w_prev):
-        idx = jnp.asarray(resample_fn(k_res, w_prev, n), jnp.int32)
-        # After resampling the weights are uniform.
-        return _take(x_prev, idx), jnp.full_like(log_w_prev, -jnp.log(n)), idx
+    def resample(k_res, x_prev, log_w_prev):
+        # log_w_prev is normalised: exp gives the weights
+        idx = group.resample(resample_fn, k_res, jnp.exp(log_w_prev))
+        return group.take(x_prev, idx), jnp.full_like(log_w_prev, -log_n), idx
 
     def step(carry, inp):
-        x_prev, log_w_prev, w_prev, ess_prev, failed = carry
-        t, k_res, k_prop, noise = inp
+        x_prev, log_w_prev, ess_prev, failed = carry
+        t, k_res, k_prop = inp
         if always:
             do_res = jnp.array(True)
-            x_anc, log_w_base, anc = resample(k_res, x_prev, log_w_prev, w_prev)
+            x_anc, log_w_base, anc = resample(k_res, x_prev, log_w_prev)
         else:
             do_res = ess_prev < ess_threshold * n
             # Steps that do not resample skip the resampling work entirely; without resampling
@@ -203,47 +307,37 @@ def run(
             x_anc, log_w_base, anc = lax.cond(
                 do_res,
                 lambda a: resample(k_res, *a),
-                lambda a: (a[0], a[1], identity),
-                (x_prev, log_w_prev, w_prev),
+                lambda a: (a[0], a[1], group.ids()),
+                (x_prev, log_w_prev),
             )
-        x, log_inc = propagate(k_prop, model, params, x_anc, t, noise)
-        log_w_norm, w, log_inc_z = _resampling.normalize(log_w_base + log_inc)
-        ess_t = _resampling.ess_from_weights(w)
-        failed = jnp.where((failed < 0) & ~jnp.isfinite(log_inc_z), t, failed).astype(jnp.int32)
-        out = {
-            "inc": log_inc_z,
-            "ess": ess_t,
-            "resampled": do_res,
-            "mean": _weighted_mean(x, w),
-        }
+        noise = group.normals(words, t, width, calc) if width else None
+        x, log_inc = propagate(k_prop, model, params, x_anc, t, noise, group)
+        x = _cast(x, state_dtype)
+        wt = _weigh(log_w_base + log_inc.astype(log_w_base.dtype), x, group, calc)
+        failed = jnp.where((failed < 0) & ~jnp.isfinite(wt.log_sum), t, failed).astype(jnp.int32)
+        out = {"inc": wt.log_sum, "ess": wt.ess, "resampled": do_res, "mean": wt.means}
         if keep:
-            out.update(anc=anc, x=x, log_w=log_w_norm)
-        return (x, log_w_norm, w, ess_t, failed), out
+            out.update(anc=anc, x=x, log_w=wt.log_w)
+        return (x, wt.log_w, wt.ess, failed), out
 
     ts = jnp.arange(1, model.num_steps, dtype=jnp.int32)
     keys = jax.random.split(key_scan, model.num_steps - 1)
     # Each step's (resampling, propagation) keys, split for all steps at once: the same keys
     # as splitting inside the step, without a small hash per step in the loop.
     step_keys = jax.vmap(jax.random.split)(keys)
-    carry0 = (x0, log_w0_norm, w0, ess0, failed0)
-    block = noise_block(model, n)
-    if block:
-        (x_T, log_w_T, _, _, failed), outs = scan_with_noise(
-            step, carry0, (ts, step_keys[:, 0], step_keys[:, 1]), model, n, block)
-    else:
-        (x_T, log_w_T, _, _, failed), outs = lax.scan(
-            step, carry0, (ts, step_keys[:, 0], step_keys[:, 1], None))
+    carry0 = (x0, first.log_w, first.ess, failed0)
+    (x_T, log_w_T, _, failed), outs = lax.scan(step, carry0, (ts, step_keys[:, 0], step_keys[:, 1]))
 
     def cat(first, rest):
         return jnp.concatenate([jnp.asarray(first)[None], rest], axis=0)
 
-    increments = cat(inc0, outs["inc"])
-    means = jax.tree_util.tree_map(cat, _weighted_mean(x0, w0), outs["mean"])
+    increments = cat(first.log_sum, outs["inc"])
+    means = jax.tree_util.tree_map(cat, first.means, outs["mean"])
     log_evidence = jnp.where(failed >= 0, -jnp.inf, jnp.sum(increments))
     result = FilterResult(
         log_evidence=log_evidence,
         log_evidence_increments=increments,
-        ess=cat(ess0, outs["ess"]),
+        ess=cat(first.ess, outs["ess"]),
         resampled=cat(jnp.array(False), outs["resampled"]),
         particles=x_T,
         log_weights=log_w_T,
@@ -252,60 +346,35 @@ def run(
     )
     if keep:
         result = result._replace(
-            ancestors=cat(jnp.arange(n, dtype=jnp.int32), outs["anc"]),
+            ancestors=cat(group.ids(), outs["anc"]),
             particle_history=jax.tree_util.tree_map(cat, x0, outs["x"]),
-            log_weight_history=cat(log_w0_norm, outs["log_w"]),
+            log_weight_history=cat(first.log_w, outs["log_w"]),
         )
     return result
-
-
-# Noise for this many scalars (1 MB of doubles: cache-resident) is drawn in one call. One call
-# per step costs more for small N (SV, N = 10³: 28% of the filter's time) because a small
-# draw does not fill the vector units or the cores; for large N a separate noise array costs
-# memory traffic that drawing inside the fused step avoids, so below 4 steps per block the
-# filter draws step by step.
-NOISE_BLOCK = 1 << 17
-
-
-def noise_block(model: StateSpaceModel, n: int) -> int:
-    """Steps per noise block, or 0 to draw step by step."""
-    if model.proposal is not None or model.transition_from_noise is None or model.noise_size < 1:
-        return 0
-    k = NOISE_BLOCK // (n * model.noise_size)
-    return k if k >= 4 else 0
-
-
-def scan_with_noise(step, carry, xs, model, n, block):
-    """`lax.scan(step, carry, xs + (noise,))` with each step's transition noise drawn `block`
-    steps at a time; xs[2] holds per-step keys the step does not otherwise use, and the first
-    key of each block draws that block's noise."""
-    ts, k_res, k_prop = xs
-    steps = ts.shape[0]
-    nb, rem = divmod(steps, block)
-
-    def run_block(c, inp):
-        ts_b, kr_b, kp_b = inp
-        noise = model.transition_noise(kp_b[0], ts_b.shape[0], n)
-        return lax.scan(step, c, (ts_b, kr_b, kp_b, noise))
-
-    outs = []
-    if nb:
-        cut = nb * block
-        shaped = jax.tree_util.tree_map(lambda a: a[:cut].reshape((nb, block) + a.shape[1:]),
-                                        (ts, k_res, k_prop))
-        carry, o = lax.scan(run_block, carry, shaped)
-        outs.append(jax.tree_util.tree_map(lambda a: a.reshape((cut,) + a.shape[2:]), o))
-    if rem:
-        carry, o = run_block(carry, jax.tree_util.tree_map(lambda a: a[nb * block:], (ts, k_res, k_prop)))
-        outs.append(o)
-    if len(outs) == 1:
-        return carry, outs[0]
-    return carry, jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *outs)
 
 
 def run_many(keys, model: StateSpaceModel, params, num_particles: int, **kwargs) -> FilterResult:
     """Independent filters, one per key (vmapped); e.g. for the spread of log Ẑ."""
     return jax.vmap(lambda k: run(k, model, params, num_particles, **kwargs))(keys)
+
+
+def run_chains(keys, model: StateSpaceModel, params, num_particles: int,
+               lay: Optional[_devices.Layout] = None, **kwargs) -> FilterResult:
+    """Independent filters, one per key (leading axis of every result), laid out over devices
+    by `lay` (`ppl.algorithms.devices.layout`): a filter per device, one after another on a
+    device, or each filter's particles split over several devices. Without a layout they run
+    one after another here. Not vmapped: under vmap the resampling `cond` would become a
+    select that resamples at every step."""
+    if lay is None:
+        return lax.map(lambda k: run(k, model, params, num_particles, **kwargs), keys)
+    part = P("chains", "particles")
+    hist = P("chains", None, "particles")
+    genealogy = kwargs.get("record", "summary") == "genealogy"
+    specs = FilterResult(P("chains"), P("chains"), P("chains"), P("chains"), part, part,
+                         P("chains"), P("chains"), *((hist,) * 3 if genealogy else (None,) * 3))
+    return _devices.map_chains(
+        lambda k, prm: run(k, model, prm, num_particles, axis_name=lay.axis_name, **kwargs),
+        keys, params, lay, specs)
 
 
 # --------------------------------------------------------------------------- genealogy

@@ -90,7 +90,28 @@ def stratified(key, weights, num_samples: Optional[int] = None):
 
 
 def systematic(key, weights, num_samples: Optional[int] = None):
-    """A single uniform shared by all strata."""
+    """A single uniform shared by all strata: the points (k + u) / n, k = 0 … n-1.
+
+    O(N), without a search: particle i takes the points below its cumulative weight C_i, so
+    it ends the run of slots ⌈n C_i / C_N − u⌉ (its count is the difference with the previous
+    one's). Each particle with offspring marks the slot where its run starts and a running
+    maximum fills the run: the ancestors `_inverse_cdf` finds by searching the points in the
+    cumulative weights, up to rounding at a tie."""
+    n = weights.shape[0] if num_samples is None else num_samples
+    u = jax.random.uniform(key, (), dtype=weights.dtype)
+    cdf = jnp.cumsum(weights)
+    ends = jnp.clip(jnp.ceil(cdf * (n / cdf[-1]) - u), 0, n).astype(jnp.int32)
+    starts = jnp.concatenate([jnp.zeros((1,), jnp.int32), ends[:-1]])
+    # particles without offspring mark nothing (index n is dropped)
+    at = jnp.where(ends > starts, starts, n)
+    marks = jnp.zeros((n,), jnp.int32).at[at].max(jnp.arange(weights.shape[0], dtype=jnp.int32),
+                                                 mode="drop")
+    return jax.lax.cummax(marks)
+
+
+def systematic_search(key, weights, num_samples: Optional[int] = None):
+    """`systematic` by searching the points in the cumulative weights (O(N log N)): the
+    reference the counting form is checked against."""
     n = weights.shape[0] if num_samples is None else num_samples
     u = (jnp.arange(n, dtype=weights.dtype) + jax.random.uniform(key, (), dtype=weights.dtype)) / n
     return _inverse_cdf(u, weights)

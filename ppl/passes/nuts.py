@@ -12,7 +12,8 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from ..algorithms.nuts import NutsSampler
+from ..algorithms.devices import gather_chains, process_share
+from ..algorithms.nuts import LANES, NutsSampler, NutsTrace
 from ..ir import nodes as N
 from ..ir.discrete import analyze
 from ..ir.graph import ModelGraph
@@ -29,24 +30,32 @@ class NutsProgram:
 
     def __init__(self, lowered: LoweredModel, chains=4, draws=1000, warmup=1000,
                  target_accept=0.8, max_tree_depth=10, dense_mass=False, chunks=10,
-                 log_likelihood="auto"):
+                 log_likelihood="auto", devices=None):
         self.lowered = lowered
         self.chains, self.draws, self.warmup = int(chains), int(draws), int(warmup)
         self.max_tree_depth = max_tree_depth
         self.state_space = False  # a state-space model smc can run (NutsPass.build says)
         potential = lambda u, data: -lowered.log_density(u, data)  # noqa: E731
         total = self.warmup + self.draws
+        # with several processes (jax.distributed) each runs its share of the chains, from the
+        # same per-chain keys (a whole number of vmap groups, so chain c keeps its lane), and
+        # `run` gathers them all
+        self.first, self.count, _ = process_share(self.chains, LANES)
         self.sampler = NutsSampler(potential, self.warmup, self.draws, target_accept, max_tree_depth,
                                    dense_mass, chunk=max(1, -(-total // chunks)),
-                                   num_chains=self.chains)
+                                   num_chains=self.count, devices=devices)
         self._precompiling = None
         self.finalize = Finalize(lowered, log_likelihood)
+
+    def _keys(self, seed):
+        """This process's chains' (init, run) keys, each from (seed, chain) alone."""
+        lo, hi = self.first, self.first + self.count
+        return chain_keys(seed, self.chains, "init")[lo:hi], chain_keys(seed, self.chains, "run")[lo:hi]
 
     def precompile_in_background(self, data_arrays):
         """Start compiling now, on two threads (XLA compiles outside the GIL): the sampling
         kernel on one, initialisation and the output transform on the other. `run` waits."""
-        init_keys = chain_keys(0, self.chains, "init")
-        keys = chain_keys(0, self.chains, "run")
+        init_keys, keys = self._keys(0)
         dim = self.lowered.dim
 
         def kernel():
@@ -75,8 +84,7 @@ class NutsProgram:
             self._precompiling = None
 
     def run(self, data_arrays, seed: int = 0, progress: Optional[Callable[..., None]] = None) -> Draws:
-        init_keys = chain_keys(seed, self.chains, "init")
-        keys = chain_keys(seed, self.chains, "run")
+        init_keys, keys = self._keys(seed)
         tries = 20
         self.wait()
         dim = self.lowered.dim
@@ -94,6 +102,7 @@ class NutsProgram:
             progress(0, self.warmup + self.draws, phase="warm-up" if self.warmup else "sampling",
                      chains=self.chains)
         trace, warm = self.sampler.run(state, data_arrays, progress)
+        trace = NutsTrace(*gather_chains(tuple(trace), self.chains, LANES))
         if progress is not None:  # compiling and computing these can take a while
             progress(0, 0, phase="generated quantities and log-likelihood")
         flat = trace.z.reshape(-1, dim)
@@ -142,7 +151,8 @@ class NutsPass(InferencePass):
     summary = "No-U-Turn sampler on all continuous latents (NumPyro's kernel, chains vmapped)"
     options = {"target_accept": "target acceptance probability of warm-up's step size (0.8)",
                "max_tree_depth": "largest tree depth (10)",
-               "dense_mass": "adapt a dense mass matrix (false)"}
+               "dense_mass": "adapt a dense mass matrix (false)",
+               "devices": "devices of this process the chains are spread over (one per core)"}
 
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
         for v in graph.variables("latent"):
@@ -169,7 +179,7 @@ class NutsPass(InferencePass):
 
     def build(self, lowered: LoweredModel, options: Dict[str, Any]) -> NutsProgram:
         keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass",
-                "log_likelihood")
+                "log_likelihood", "devices")
         program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
         from .smc import SMCPass  # noqa: PLC0415 (smc imports this module's neighbours)
         graph, smc = ModelGraph(lowered.source_ir), SMCPass()

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..algorithms import devices as _devices
 from ..algorithms import kalman as _kalman
 from ..algorithms import particle_filter as _pf
 from ..algorithms import paris as _paris
@@ -34,7 +35,7 @@ from ..ir.rewrites import extract_state_space
 from ..ir.statespace import StateSpace, StateSpaceForm, find
 from ..lower import additive as _additive
 from ..lower.model import LoweredModel
-from ..lower.random import rng_key, split_keys
+from ..lower.random import chain_keys, rng_key, split_keys
 from ..lower.statespace import SSMLowering
 from ..lower.validation import check_agreement
 from ..runtime.progress import tick
@@ -144,12 +145,19 @@ class AdditiveSmoothing:
 
 # ============================================================================ particle filters
 class FilterProgram:
-    """Independent particle filters (all static parameters fixed)."""
+    """Independent particle filters (all static parameters fixed), one per chain.
+
+    Chain c's filter runs from the key of (seed, c) alone and its draws do not depend on the
+    chains, devices or processes beside it (ppl/algorithms/devices.py): one filter per device,
+    one after another on a device, each process its share of the chains. Devices left over
+    split each filter's particles (`shard`), the weights and resampling staying global.
+    `dtype="float32"`: states, noise and likelihoods in single precision (log weights, their
+    sums and log Ẑ in float64)."""
     contract = "unbiased-evidence"
 
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
                  particles=1000, resampling="systematic", ess_threshold=0.5, proposal="auto",
-                 smoothing="auto", paris=True, **_):
+                 smoothing="auto", paris=True, dtype="float64", devices=None, shard="auto", **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
@@ -162,46 +170,49 @@ class FilterProgram:
                                   "linear-Gaussian observation", None)
         self.proposal = "guided" if proposal == "guided" or (proposal == "auto" and form.guided) \
             else "bootstrap"
+        self.dtype = _filter_dtype(dtype)
         size = self.chains * self.n * self.ssm.T * len(form.state_vars)
         self.keep = smoothing == "genealogy" or (smoothing == "auto" and size <= MAX_GENEALOGY
                                                  and self.draws > 0)
-        self.model = self.ssm.model(self.proposal if self.proposal == "guided" else None)
+        first, count, _ = _devices.process_share(self.chains)
+        self.first, self.count = first, count
+        self.layout = _devices.layout(count, devices, self.n, shard)
+        filter_ssm = self.ssm
+        if self.dtype == jnp.float32:
+            # the filter's own lowering computes its states in single precision
+            filter_ssm = SSMLowering(lowered, form)
+            filter_ssm.dtypes = {k: (jnp.float32 if jnp.issubdtype(v, jnp.floating) else v)
+                                 for k, v in filter_ssm.dtypes.items()}
+        self.model = filter_ssm.model(self.proposal if self.proposal == "guided" else None)
         self._run = self._run_impl  # compiled by _run_reporting
 
-    def _run_impl(self, key, data_arrays):
+    def _run_impl(self, keys, traj_keys, paris_keys, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
-        keys = jax.random.split(key, self.chains + 1)
+        lo, hi = self.first, self.first + self.count  # this process's chains
         kw = dict(resampling=self.resampling, ess_threshold=self.ess_threshold,
-                  record="genealogy" if self.keep else "summary")
-        # The chains run one after another (lax.map), not vmapped: under vmap the filter's
-        # resampling `cond` would become a select that resamples at every step, and the
-        # batched draws would loop over the chains' keys (SV, 4 chains: 1.7x faster).
-        def one(k):
-            r = _pf.run(k, self.model, params, self.n, **kw)
-            _tick(self, r.log_evidence)  # a chain's filter is done (progress)
-            return r
-
-        if self.chains == 1:
-            res = jax.tree_util.tree_map(lambda a: a[None], one(keys[1]))
-        else:
-            res = jax.lax.map(one, keys[1:])
+                  record="genealogy" if self.keep else "summary",
+                  dtype=self.dtype if self.dtype != jnp.float64 else None)
+        res = _pf.run_chains(keys[lo:hi], self.model, params, self.n, self.layout, **kw)
+        _tick(self, res.log_evidence)  # the chains' filters are done (progress)
         out = {"log_z": res.log_evidence + static_lp, "ess": res.ess, "resampled": res.resampled,
                "means": res.filtering_means, "failed": res.failed_step}
         if self.keep:
             def draw(k, r):
                 idx = jax.random.categorical(k, r.log_weights, shape=(self.draws,))
                 return _pf.trace_genealogy(r, idx)
-            ks = jax.random.split(keys[0], self.chains)
-            out["traj"] = jax.vmap(draw)(ks, res)
+            out["traj"] = jax.vmap(draw)(traj_keys[lo:hi], res)
         if self.additive:
-            ks = jax.random.split(jax.random.fold_in(keys[0], 1), self.chains)
-            out["paris"] = jax.lax.map(lambda k: self.additive.estimate(k, params, self.n), ks)
+            out["paris"] = jax.lax.map(lambda k: self.additive.estimate(k, params, self.n),
+                                       paris_keys[lo:hi])
         return out
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        out = _run_reporting(self, self._run, (rng_key(seed), data_arrays), progress,
+        keys = (chain_keys(seed, self.chains, "run"), chain_keys(seed, self.chains, "smoothing"),
+                chain_keys(seed, self.chains, "evidence"))
+        out = _run_reporting(self, self._run, (*keys, data_arrays), progress,
                              self.chains, phase=f"particle filter ({self.n} particles)",
                              unit="chains", chains=self.chains)
+        out = _devices.gather_chains(jax.device_get(out), self.chains)
         _check_failed(out["failed"], self.ssm, self.lowered.ir)
         log_z = np.asarray(out["log_z"])
         est, se = evidence_estimate(log_z)
@@ -214,7 +225,10 @@ class FilterProgram:
         for n in self.form.state_vars:
             stats[f"{n}_filtering_mean"] = np.asarray(out["means"][n])[:, None]
         attrs = {"inference_method": "smc", "smc_algorithm": f"particle filter ({self.proposal})",
-                 "particles": self.n, "log_evidence": est, "markov_chain": 0}
+                 "particles": self.n, "log_evidence": est, "markov_chain": 0,
+                 "filter_precision": np.dtype(self.dtype).name,
+                 "layout": self.layout.describe() + (
+                     f", {jax.process_count()} processes" if jax.process_count() > 1 else "")}
         if np.isfinite(se):
             attrs["log_evidence_se"] = se
         if self.additive:
@@ -237,6 +251,16 @@ class FilterProgram:
         return r
 
 
+def _filter_dtype(dtype):
+    """The `dtype` option of a filter: float64 (default) or float32."""
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in ("float64", "float32"):
+        raise PPLRuntimeError(f'dtype must be "float64" or "float32", not {dtype!r}', None,
+                              "float32 computes the particles in single precision, with log "
+                              "weights and the evidence in double precision")
+    return jnp.dtype(name)
+
+
 class KalmanProgram:
     """Linear-Gaussian state chains marginalised exactly (fixed static parameters)."""
     contract = "unbiased-evidence"
@@ -252,13 +276,14 @@ class KalmanProgram:
         self.sample_draws = self.chains * self.draws * self.ssm.T * d <= MAX_DRAW_ELEMENTS
         self._run = self._run_impl  # compiled by _run_reporting
 
-    def _run_impl(self, key, data_arrays):
+    def _run_impl(self, chain_keys_, data_arrays):
         params, static_lp = self.ssm.prepare({}, data_arrays)
         model, ys, corr = self.ssm.kalman_model(params)
         res = _kalman._filter(model, ys)
         out = {"log_z": res.log_evidence + corr + static_lp, "means": res.filtered_means}
         if self.sample_draws and self.draws > 0:
-            keys = jax.random.split(key, self.chains * self.draws)
+            # chain c's draws from the key of (seed, c) alone
+            keys = jax.vmap(lambda k: jax.random.split(k, self.draws))(chain_keys_).reshape(-1)
             out["traj"] = jax.vmap(lambda k: _ffbs(k, res, model.F))(keys)
             if self.additive:
                 names = self.form.state_vars
@@ -268,7 +293,8 @@ class KalmanProgram:
         return out
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
-        out = _run_reporting(self, self._run, (rng_key(seed), data_arrays), progress, 1,
+        out = _run_reporting(self, self._run, (chain_keys(seed, self.chains, "smoothing"),
+                                               data_arrays), progress, 1,
                              phase="Kalman filter and smoothing draws", unit="runs")
         lz = float(out["log_z"])
         posterior = {}
@@ -466,6 +492,10 @@ class SMCPass(InferencePass):
         "num_mcmc_steps": "tempered SMC: MH moves per temperature (10)",
         "target_ess": "tempered SMC: ESS fraction kept per temperature step (0.5)",
         "max_steps": "tempered SMC: most temperature steps (200)",
+        "dtype": "particle filters: float64 or float32 states and likelihoods (float64; log "
+                 "weights and the evidence always in float64)",
+        "devices": "devices of this process to spread chains (and particles) over (all)",
+        "shard": "particle filters: auto, chains or particles — what the devices split (auto)",
     }
 
     def rewrite(self, ir: N.ModelIR, options: Dict[str, Any]) -> N.ModelIR:
@@ -518,7 +548,7 @@ class ParticleGibbsProgram:
     def __init__(self, lowered: LoweredModel, form: StateSpaceForm, chains=4, draws=1000,
                  warmup=1000, particles=100, mh_steps=5, target_accept=0.3, proposal="auto",
                  evidence_draws=200, evidence_particles=1000, paris=True, paris_draws=1000,
-                 log_likelihood="auto", **_):
+                 log_likelihood="auto", devices=None, **_):
         self.lowered, self.form = lowered, form
         self.ssm = SSMLowering(lowered, form)
         self.additive = AdditiveSmoothing(self.ssm, bool(paris))
@@ -537,6 +567,11 @@ class ParticleGibbsProgram:
         self.evidence_model = self.ssm.model("guided" if guided else None)
         self.evidence_method = ("Kalman filter" if self.kalman else
                                 f"{'guided' if guided else 'bootstrap'} particle filter")
+        # chain c from the key of (seed, c) alone, unbatched, one device per chain where there
+        # are devices enough (ppl/algorithms/devices.py): its draws are the same on any number
+        # of devices or processes
+        self.first, self.count, _ = _devices.process_share(self.chains)
+        self.layout = _devices.layout(self.count, devices, shard="chains")
         self._run = self._run_impl  # compiled by _run_reporting
         self.finalize = Finalize(lowered, log_likelihood)
         self._evidence = jax.jit(self._evidence_impl)
@@ -584,8 +619,8 @@ class ParticleGibbsProgram:
         return _pg.parameter_chain(k2, u_theta, ref, sweep, log_joint, self.warmup, self.draws,
                                    self.mh_steps, self.target, self.assemble, noise, from_noise)
 
-    def _run_impl(self, key, data):
-        return jax.vmap(lambda k: self._chain(k, data))(jax.random.split(key, self.chains))
+    def _run_impl(self, keys, data):
+        return _devices.map_chains(self._chain, keys, data, self.layout)
 
     def _paris_impl(self, key, us, data):
         """Conditional PaRIS at each draw (rows of `us`): (draws, m) estimates of E[S | θ, y].
@@ -643,11 +678,13 @@ class ParticleGibbsProgram:
 
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
         pmmh = isinstance(self, ParticleMarginalProgram)
+        keys = chain_keys(seed, self.chains, "run")[self.first:self.first + self.count]
         us, acc = _run_reporting(
-            self, self._run, (rng_key(seed), data_arrays), progress,
+            self, self._run, (keys, data_arrays), progress,
             self.chains * (self.warmup + self.draws + (1 if pmmh else 0)),
             phase="PMMH" if pmmh else "particle Gibbs", unit="iterations (all chains)",
             chains=self.chains)
+        us, acc = _devices.gather_chains(jax.device_get((us, acc)), self.chains)
         _phase(progress, "generated quantities and log-likelihood")
         flat = np.asarray(us).reshape(-1, self.lowered.dim)
         shape = (self.chains, self.draws)

@@ -214,19 +214,20 @@ def test_bootstrap_unbiased_prefix(lg_y):
     assert lz.mean() < ref  # Jensen: log Ẑ is biased low
 
 
-def test_blocked_noise_filter(lg_y, monkeypatch):
-    # Transition noise drawn 4 steps at a time (NOISE_BLOCK shrunk so that 15 steps make 3
-    # blocks and a remainder of 2): the same law as drawing step by step, so Ẑ stays unbiased
-    # and the filtering means follow the Kalman filter's at the right steps.
-    monkeypatch.setattr(pf, "NOISE_BLOCK", 4 * 128)
+@pytest.mark.parametrize("dtype", [None, jnp.float32])
+def test_counter_noise_filter(lg_y, dtype):
+    # A location-scale transition given as noise + map: the filter draws the standard normals
+    # itself (counter-based, fused with the step), in float64 or float32 (log weights and sums
+    # in float64): the same law, so Ẑ stays unbiased and the filtering means follow Kalman's.
     y = lg_y[:15]
     model = lg_model(y)._replace(
-        transition_noise=lambda k, m, n: jax.random.normal(k, (m, n)),
-        transition_from_noise=lambda e, xp, t, p: p["phi"] * xp + e,
+        transition_noise=lambda k, m, n: jax.random.normal(k, (m, n, 1)),
+        transition_from_noise=lambda e, xp, t, p: p["phi"] * xp + e[:, 0],
         noise_size=1)
-    assert pf.noise_block(model, 128) == 4
     kf = kalman.filter(lg_kalman(y), y)
-    res = pf.run_many(jax.random.split(jax.random.key(6), 400), model, LG_PARAMS, 128)
+    res = pf.run_many(jax.random.split(jax.random.key(6), 400), model, LG_PARAMS, 128, dtype=dtype)
+    assert res.particles.dtype == (dtype or jnp.float64)
+    assert res.log_evidence.dtype == jnp.float64
     est, se = log_mean_exp_and_se(np.asarray(res.log_evidence))
     assert abs(est - float(kf.log_evidence)) < 4 * se, (est, se)
     fm = np.asarray(res.filtering_means).mean(0)

@@ -71,3 +71,19 @@ def test_normalize_handles_nan_and_all_minus_inf():
 def test_unknown_scheme_message():
     with pytest.raises(ValueError, match="unknown resampling scheme"):
         resampling.get("bogus")
+
+
+def test_systematic_by_counting_is_the_search():
+    # the O(N) counting form gives the ancestors of the inverse-CDF search, on weights with
+    # zeros, ties and a dominant particle, for draws to as many and to other numbers of slots
+    rng = np.random.default_rng(0)
+    cases = [rng.exponential(size=50), rng.exponential(size=50) ** 6,
+             np.where(rng.random(50) < 0.5, 0.0, 1.0), np.r_[np.zeros(49), 1.0]]
+    f = jax.jit(lambda k, w, m: (resampling.systematic(k, w, m),
+                                 resampling.systematic_search(k, w, m)), static_argnums=2)
+    for w in cases:
+        w = jnp.asarray(w / w.sum())
+        for m in (50, 17, 64):
+            for k in jax.random.split(jax.random.key(1), 20):
+                a, b = f(k, w, m)
+                assert np.array_equal(np.asarray(a), np.asarray(b)), (m, np.asarray(a), np.asarray(b))
