@@ -39,7 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import (RESULTS, ROOT, Worker, machine_info, median, ratio, table,  # noqa: E402
+from _common import (RESULTS, ROOT, Worker, machine_info, median, table,  # noqa: E402
                      write_json_atomic)
 
 ALL_SYSTEMS = ["numpy", "ppl-rw", "ppl-nuts", "ppl-sm", "ppl-rw-sm", "ppl-lang-rw", "ppl-lang-nuts"]
@@ -86,7 +86,6 @@ class PPLSystem:
         self.first = None
 
     def run(self, seed):
-        import jax  # noqa: PLC0415
         from ppl.lower.random import rng_key  # noqa: PLC0415
         res = self.sampler.run(rng_key(seed), self.data, chains=self.chains, draws=self.draws,
                                warmup=self.warmup)

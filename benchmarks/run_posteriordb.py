@@ -35,12 +35,10 @@ posterior: these 2-core machines are shared.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

@@ -22,7 +22,6 @@ venv first when needed).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -1,5 +1,4 @@
 """Jupyter: the %%ppl cell magic and the graph's inline drawing (ppl/jupyter.py)."""
-import os
 import stat
 
 import pytest
@@ -12,7 +11,7 @@ SOURCE = "data y: real\nmu ~ normal(0, 1)\ny ~ normal(mu, 1)\n"
 
 @pytest.fixture(scope="module")
 def shell():
-    IPython = pytest.importorskip("IPython", reason="IPython is in the test extras")
+    pytest.importorskip("IPython", reason="IPython is in the test extras")
     from IPython.core.interactiveshell import InteractiveShell
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "ppl")

@@ -31,7 +31,6 @@ automatic one, and log r(x→x′) = −log r(x′→x).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 

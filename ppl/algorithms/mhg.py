@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from numpyro.infer.hmc_util import (IntegratorState, build_tree, dual_averaging,
+from numpyro.infer.hmc_util import (build_tree, dual_averaging,
                                     euclidean_kinetic_energy, velocity_verlet)
 
 from .involutions import (Involution, birth_death, check_involution, log_ratio)

@@ -484,7 +484,7 @@ class Checker(ProcessChecks):
                            f"variables{via} and cannot also be drawn", s.target.span,
                            "only a function of data alone can be observed; a density on a function "
                            "of random variables needs the Jacobian of that function: write "
-                           f"`target += …` with the log-Jacobian added, or draw the variable itself")
+                           "`target += …` with the log-Jacobian added, or draw the variable itself")
         v.observed = True
         self._index_target(s.target, scope, v)
         self._dist(s.dist, scope, name, v.ty)

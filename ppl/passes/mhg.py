@@ -24,7 +24,6 @@ from typing import Any, Dict, List, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import constraints
 
 from ..algorithms import mhg as M
 from ..algorithms import padded as P
@@ -122,8 +121,8 @@ class PaddedFromIR:
         found = _SiteDists()
         i = _statement_index(self.ir, name)
         try:
-            it = lowered.run([Substitute({name: jnp.asarray(r.start, jnp.int32)}), found],
-                             lowered.data_arrays, body=self.ir.body[:i + 1])
+            lowered.run([Substitute({name: jnp.asarray(r.start, jnp.int32)}), found],
+                       lowered.data_arrays, body=self.ir.body[:i + 1])
             d = found.found[name]
             pmf = P.truncated_log_pmf(d, r.start, r.stop - 1)
             pmf(jnp.asarray(r.start))  # arguments known now: fails when they are traced

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 from scipy import stats
 
 import ppl  # noqa: F401  (float64)

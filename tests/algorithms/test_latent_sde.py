@@ -215,7 +215,7 @@ def test_hurst_recovery(name):
 def double_well_data(seed=4):
     rng = np.random.default_rng(seed)
     T, dt, sig = 4.0, 0.001, 0.7
-    x, xs, ts = -1.0, [], []
+    x, xs = -1.0, []
     t_obs = np.round(np.linspace(0.25, T, 16), 10)
     for i in range(1, int(T / dt) + 1):
         x = x + 2.0 * x * (1 - x * x) * dt + sig * np.sqrt(dt) * rng.normal()

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import ppl  # noqa: F401  (float64)
-import jax
 
 from ppl.algorithms import mhg
 from ppl.lower.random import rng_key

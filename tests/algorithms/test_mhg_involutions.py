@@ -1,7 +1,6 @@
 """Involutions and their validation: derived birth/death and RG split/merge pass the checks
 (round trip, Jacobian against finite differences, closed form against jacfwd + slogdet,
 reversal); broken moves are refused with the move named."""
-import math
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from dataclasses import replace
 from ppl.algorithms import mhg
 from ppl.algorithms.involutions import (Aux, Involution, InvolutionError, auto_log_jacobian,
                                         birth_death, check_involution, normal_mixture_split_merge)
-from ppl.algorithms.padded import Continuous, PaddedModel, Positive, clean
+from ppl.algorithms.padded import Continuous, PaddedModel, Positive
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mhg_models  # noqa: E402

@@ -13,7 +13,6 @@ import pytest
 from scipy import stats
 
 import ppl  # noqa: F401  (float64)
-import jax
 import jax.numpy as jnp
 
 from ppl.algorithms import mhg

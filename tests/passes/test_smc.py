@@ -1,7 +1,6 @@
 """The smc pass against exact answers: Kalman evidence, the forward algorithm, closed-form
 conjugate evidence, and the reference SV evidence on the GBP/USD returns."""
 import json
-import sys
 from pathlib import Path
 
 import jax.numpy as jnp

@@ -1,7 +1,6 @@
 """Simulation-based calibration: passes a correct sampler, catches one that drops a log-Jacobian."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import ppl
