@@ -120,48 +120,13 @@ def cmd_check(args) -> int:
                 print(printer.program(rewritten))
     if args.data:
         lowered = model.lower(checked.data(args), plan.method if plan is not None else None)
-        if plan is not None and plan.method == "mhg":
-            _check_mhg(PASSES["mhg"], lowered)
-            _print_warnings(model, sys.stdout)
-            _print_data_warnings(checked.warnings, sys.stdout)
-            return EXIT_OK
-        if plan is not None and plan.method == "vsde":  # the process's data checks (ppl/lower/process.py)
-            from .lower.process import ProcessModel
-            pm = ProcessModel(lowered)
-            print(f'data: ok (process "{pm.name}": {len(pm.obs_times)} observation time(s) in '
-                  f"({pm.start:g}, {pm.end:g}]; {len(pm.statics)} static random variable(s))")
-            res = {}
-        else:
-            res = PASSES[plan.method].validate(PASSES[plan.method].build(lowered, {"chains": 1}), 0) \
-                if plan is not None and plan.method == "enumerate" else _validate_density(lowered)
-            print(f"data: ok ({lowered.dim} unconstrained dimensions)")
-        if res.get("checked"):
-            ref = res.get("reference", "numpyro reference")
-            print(f"validation: lowered log density = {ref} at {res['points']} random "
-                  f"points (max |difference| {res['max_abs_diff']:.2g})")
-        for note in res.get("nonfinite", []):
-            print(f"warning: the log density is not finite at the random points: {note}")
+        # with no plan, the density checks every pass starts from
+        for line in PASSES[plan.method if plan is not None else "nuts"].check_data(lowered):
+            print(line)
         _print_additive(lowered)
     _print_warnings(model, sys.stdout)
     _print_data_warnings(checked.warnings, sys.stdout)
     return EXIT_OK
-
-
-def _check_mhg(p, lowered) -> None:
-    """`ppl check --data` for the mhg pass: the padded model it derived, its moves and the
-    involution checks at random points."""
-    program = p.build(lowered, {"chains": 1})
-    print(f"data: ok (padded: {lowered.dim} unconstrained coordinates at the largest sizes)")
-    for line in program.padded.describe() + program.describe_moves():
-        print(line)
-    res = p.validate(program, 0)
-    for name, r in res["report"].items():
-        print(f"validation: {name}: {r}")
-
-
-def _validate_density(lowered):
-    from .lower.validation import validate_density
-    return validate_density(lowered, 0)
 
 
 def _print_additive(lowered) -> None:

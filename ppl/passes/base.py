@@ -9,6 +9,8 @@ A pass turns a model into an inference program in four steps:
 - `validate(program, key)`: cheap numeric identities that must hold if the transformation
   preserves the model's distribution (ppl/lower/validation.py, one validator per contract); a
   failure is a bug in ppl (PPLInternalError).
+- `check_data(lowered)`: what `ppl check --data` reports for the pass on the model with its data
+  (default: the lowered log density against the reference lowering at random points).
 
 Programs run as `program.run(data_arrays, seed, progress)` and return `Draws`. Each declares the
 contract its correctness test checks: "exact" (the distribution is unchanged),
@@ -28,6 +30,7 @@ import numpy as np
 from ..ir import nodes as N
 from ..ir.graph import ModelGraph
 from ..lower.random import chain_keys
+from ..lower.validation import validate_density
 from ..syntax.span import Span
 
 
@@ -81,6 +84,24 @@ class InferencePass(abc.ABC):
     def describe(self, graph: ModelGraph) -> List[str]:
         """What `ppl check` prints about this pass for the model (beyond the diagnosis)."""
         return []
+
+    def check_data(self, lowered) -> List[str]:
+        """What `ppl check --data` prints: the model with its data lowered, and the pass's
+        checks at random points."""
+        return [f"data: ok ({lowered.dim} unconstrained dimensions)"] + \
+            validation_lines(validate_density(lowered, 0))
+
+
+def validation_lines(res: Dict[str, Any]) -> List[str]:
+    """A validator's result (ppl/lower/validation.py) as `ppl check` prints it."""
+    lines = []
+    if res.get("checked"):
+        ref = res.get("reference", "numpyro reference")
+        lines.append(f"validation: lowered log density = {ref} at {res['points']} random points "
+                     f"(max |difference| {res['max_abs_diff']:.2g})")
+    for note in res.get("nonfinite", []):
+        lines.append(f"warning: the log density is not finite at the random points: {note}")
+    return lines
 
 
 @dataclass(frozen=True)

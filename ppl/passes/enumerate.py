@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ from ..lower.model import LoweredModel, seed_of
 from ..lower.random import rng_key, split, split_keys
 from ..lower.validation import check_agreement
 from ..syntax.errors import PPLError, PPLRuntimeError
-from .base import Diagnosis, Draws, InferencePass
+from .base import Diagnosis, Draws, InferencePass, validation_lines
 
 DEFAULT_MAX_SIZE = 10 ** 7
 
@@ -192,3 +192,7 @@ class EnumeratePass(InferencePass):
 
     def validate(self, program: EnumerateProgram, key) -> Dict[str, Any]:
         return program.validate(key)
+
+    def check_data(self, lowered: LoweredModel) -> List[str]:
+        res = self.validate(self.build(lowered, {"chains": 1}), 0)
+        return [f"data: ok ({lowered.dim} unconstrained dimensions)"] + validation_lines(res)

@@ -406,6 +406,14 @@ class MHGPass(InferencePass):
     def validate(self, program: MHGProgram, key) -> Dict[str, Any]:
         return program.validate(key)
 
+    def check_data(self, lowered: LoweredModel) -> List[str]:
+        """The padded model derived, its moves, and the involution checks at random points."""
+        program = self.build(lowered, {"chains": 1})
+        res = self.validate(program, 0)
+        return [f"data: ok (padded: {lowered.dim} unconstrained coordinates at the largest sizes)"] \
+            + program.padded.describe() + program.describe_moves() \
+            + [f"validation: {name}: {r}" for name, r in res["report"].items()]
+
     def describe(self, graph: ModelGraph) -> List[str]:
         sized = [v for v in graph.variables("latent") if v.stochastic_size]
         lines = ["trans-dimensional variables:"]

@@ -13,7 +13,7 @@ Contract: elbo-bound (the ELBO is a lower bound on log p(y) of the discretised m
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import jax
 import numpy as np
@@ -181,6 +181,11 @@ class VSDEPass(InferencePass):
 
     def validate(self, program: VSDEProgram, key) -> Dict[str, Any]:
         return program.validate(key)
+
+    def check_data(self, lowered: LoweredModel) -> List[str]:
+        pm = _process.ProcessModel(lowered)  # the process's data checks (ppl/lower/process.py)
+        return [f'data: ok (process "{pm.name}": {len(pm.obs_times)} observation time(s) in '
+                f"({pm.start:g}, {pm.end:g}]; {len(pm.statics)} static random variable(s))"]
 
     def describe(self, graph: ModelGraph):
         out = []
