@@ -22,12 +22,13 @@ from .check.checker import check
 from .check.data import BoundData, bind_data, load_json
 from .ir.build import build
 from .ir.graph import ModelGraph
+from .ir.rewrites import marginalize
 from .lower.model import LoweredModel, data_signature
 from .lower.random import rng_key
-from .ir.rewrites import marginalize
 from .passes import PASSES, choose
 from .passes.base import Draws, Plan
 from .runtime.cache import enable_compilation_cache
+from .runtime.prior import sample_prior
 from .runtime.progress import Progress
 from .runtime.results import _arviz, to_inference_data
 from .syntax.parser import parse
@@ -156,7 +157,6 @@ class Model:
         return self._inference_data(lowered, Draws({}), *self._prior(lowered, chains, draws, seed))
 
     def _prior(self, lowered: LoweredModel, chains: int, draws: int, seed: int):
-        from .runtime.prior import sample_prior
         return sample_prior(lowered, int(chains), int(draws), seed)
 
     def _inference_data(self, lowered: LoweredModel, out: Draws, prior=None, prior_predictive=None):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import sys
 
+from .api import Model
 from .ir.dot import GraphView, to_dot
+from .syntax.errors import PPLError
 
 
 def graph_view(graph, name: str = "model") -> GraphView:
@@ -25,8 +27,6 @@ def graph_view(graph, name: str = "model") -> GraphView:
 def compile_cell(name: str, source: str, namespace: dict, err=None) -> bool:
     """`%%ppl NAME`: compile `source` into namespace[NAME]; on an error in the program, write the
     framed message to `err` and leave the namespace alone."""
-    from . import Model
-    from .syntax.errors import PPLError
     err = err or sys.stderr
     if not name.isidentifier():
         err.write(f'%%ppl: "{name}" is not a Python name\nhint: write %%ppl NAME, e.g. %%ppl model\n')

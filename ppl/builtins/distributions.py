@@ -13,6 +13,7 @@ from typing import Callable, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as nd
+from jax.scipy.stats import norm
 from numpyro.distributions import constraints
 
 
@@ -212,7 +213,6 @@ def _log_cdfs(spec: DistSpec, y, args):
     """(log P(Y ≤ y), log P(Y > y)) elementwise."""
     y = _f(y)
     if spec.name in ("normal", "std_normal", "lognormal"):
-        from jax.scipy.stats import norm
         mu, sigma = (args if args else (0.0, 1.0))
         z = ((jnp.log(y) if spec.name == "lognormal" else y) - _f(mu)) / _f(sigma)
         return norm.logcdf(z), norm.logcdf(-z)

@@ -10,9 +10,11 @@ from typing import Callable, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import jax.scipy.special as jss
+import numpy as np
 from jax.scipy.stats import norm
+
+from .distributions import CDF_DISTRIBUTIONS, CDF_SUFFIXES, cdf_function, cdf_value
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,12 @@ for _s in [
 
 
 def _cdf_spec(name):
-    from .distributions import cdf_function, cdf_value
     spec, kind = cdf_function(name)
     n = len(spec.params) + 1
     return FunSpec(name, lambda y, *a: cdf_value(spec, kind, y, *a), (n, n), result_rank=0)
 
 
 def _cdf_functions():
-    from .distributions import CDF_DISTRIBUTIONS, CDF_SUFFIXES
     return {d + s: _cdf_spec(d + s) for d in sorted(CDF_DISTRIBUTIONS) for s in CDF_SUFFIXES}
 
 

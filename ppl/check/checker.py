@@ -9,45 +9,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..builtins.distributions import DISTRIBUTIONS, cdf_function, density_function, rng_function
+from ..builtins.distributions import (
+    DISTRIBUTIONS,
+    cdf_function,
+    density_function,
+    rng_function,
+)
 from ..builtins.functions import CDF_FUNCTIONS, FUNCTIONS
 from ..builtins.ode import ODE_SOLVERS
 from ..syntax import ast as A
 from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
-from ..syntax.parser import parse
+from ..syntax.parser import parse, recursion_headroom
 from ..syntax.visit import walk
 from .process import ProcessChecks
+from .types import (
+    BASE_TYPES,
+    CONSTRAINED_TYPES,
+    INT,
+    REAL,
+    Scope,
+    Ty,
+    type_base,
+    type_rank,
+)
 
-BASE_TYPES = {"real": 0, "int": 0, "bool": 0, "vector": 1, "matrix": 2}
-# constrained types: rank of one value
-CONSTRAINED_TYPES = {
-    "simplex": 1, "ordered": 1, "positive_ordered": 1, "unit_vector": 1,
-    "cov_matrix": 2, "corr_matrix": 2, "corr_cholesky": 2, "cholesky_factor_corr": 2,
-    "cholesky_cov": 2, "cholesky_factor_cov": 2,
-}
 KEYWORDS = {"data", "param", "for", "in", "if", "else", "def", "return", "import", "generated",
             "target", "true", "false"}
-
-
-@dataclass(frozen=True)
-class Ty:
-    base: str  # "int" | "real" | "bool"
-    rank: Optional[int]  # None when unknown
-
-
-REAL = Ty("real", 0)
-INT = Ty("int", 0)
-
-
-def type_rank(t: A.TypeExpr) -> int:
-    if t.base in CONSTRAINED_TYPES:
-        core = CONSTRAINED_TYPES[t.base]
-        return core + sum(len(d) for d in t.dims[1:])
-    return BASE_TYPES.get(t.base, 0) + sum(len(d) for d in t.dims)
-
-
-def type_base(t: A.TypeExpr) -> str:
-    return t.base if t.base in ("int", "bool") else "real"
 
 
 @dataclass
@@ -84,30 +71,6 @@ def stdlib_path() -> Path:
         if candidate.is_dir():
             return candidate
     return here.parent / "stdlib"
-
-
-class Scope:
-    """Names visible in a block, chained to the enclosing blocks (the checker maps them to
-    types, the IR builder to roles)."""
-
-    def __init__(self, parent: Optional["Scope"] = None, barrier: bool = False):
-        self.parent, self.barrier = parent, barrier
-        self.names: Dict[str, Ty] = {}
-
-    def lookup(self, name):
-        s = self
-        while s is not None:
-            if name in s.names:
-                return s.names[name]
-            s = s.parent
-        return None
-
-    def all_names(self):
-        s, out = self, set()
-        while s is not None:
-            out |= set(s.names)
-            s = s.parent
-        return out
 
 
 class Checker(ProcessChecks):
@@ -915,7 +878,6 @@ def _describe(e: A.Expr) -> str:
 
 
 def check(program: A.Program) -> CheckedProgram:
-    from ..syntax.parser import recursion_headroom
     with recursion_headroom():  # the checks recurse a few frames per level of nesting
         return Checker(program).run()
 

@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+from numpyro.distributions import constraints
 
+from ..builtins.distributions import DISTRIBUTIONS, static_support
 from ..syntax import ast as A
-from ..syntax.errors import PPLDataError, Warning_, did_you_mean, source_line, source_lines
+from ..syntax.errors import (
+    PPLDataError,
+    Warning_,
+    did_you_mean,
+    source_line,
+    source_lines,
+)
+from ..syntax.parser import decode_source, recursion_headroom
 from .checker import CheckedProgram
+from .indices import check_indices
 
 
 @dataclass
@@ -63,7 +75,6 @@ def _no_duplicates(pairs):
 
 def _find_duplicate(text: str):
     """(key, position of its second occurrence, position of the first) in the same object."""
-    import re
     stack = []
     tokens = re.finditer(r'"(?:[^"\\]|\\.)*"\s*:?|[{}\[\]]', text)
     for m in tokens:
@@ -95,7 +106,6 @@ def _too_deep(text: str):
     """The position where arrays or objects nest deeper than MAX_JSON_DEPTH, or None."""
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return None
-    import re
     blank = re.sub(r'"(?:[^"\\]|\\.)*"', lambda m: " " * len(m.group()), text).encode("utf-8")
     depth, chunk = 0, 1 << 20
     for at in range(0, len(blank), chunk):  # in pieces: a large file needs no large temporaries
@@ -113,7 +123,6 @@ def _too_deep(text: str):
 def load_json(path: str) -> Dict[str, Any]:
     """The data file as a dict, or a framed PPLDataError: missing, unreadable, empty, not
     UTF-8, not JSON, nested absurdly deep, not an object, or with a name given twice."""
-    from ..syntax.parser import decode_source
     p = Path(path)
     if p.is_dir() or not p.exists():
         what = "is a directory, not a data file" if p.is_dir() else "not found"
@@ -452,7 +461,6 @@ def bind_data(checked: CheckedProgram, data: Dict[str, Any], data_name: str = "t
     """The data checked against the declarations and made arrays; the values given for random
     variables (held fixed); warnings for data the model does not declare. Raises a located
     PPLDataError for the first problem."""
-    from ..syntax.parser import recursion_headroom
     with recursion_headroom():  # sizes and bounds are evaluated recursively
         return _bind_data(checked, data, data_name)
 
@@ -515,7 +523,6 @@ def _bind_data(checked: CheckedProgram, data: Dict[str, Any], data_name: str) ->
                                      None, _undeclared_hint(k, checked)))
     _check_observed_support(checked, values, err, data_name)
     check_memory(checked, shapes, fixed, err)
-    from .indices import check_indices
     check_indices(checked, {k: np.asarray(v) for k, v in {**values, **fixed}.items()}, shapes, err,
                   data_name)
     return BoundData(static, arrays, fixed, warnings, shapes)
@@ -652,11 +659,6 @@ _SUPPORTS = [
 def _support_problem(dist: A.Call, arr):
     """(distribution name, first bad element, its value, the support in words) when `arr` is
     outside the support of `dist` and that support does not depend on the arguments."""
-    try:
-        from numpyro.distributions import constraints
-        from ..builtins.distributions import DISTRIBUTIONS, static_support
-    except ImportError:  # pragma: no cover
-        return None
     spec = DISTRIBUTIONS.get(dist.func)
     if spec is None:
         return None
@@ -719,7 +721,6 @@ _BYTES = 8  # float64 and int64
 def machine_memory():
     """Bytes of memory this process may use: physical memory, or the cgroup's limit when lower,
     or PPL_MEMORY_LIMIT when set. None when unknown."""
-    import os
     env = os.environ.get("PPL_MEMORY_LIMIT")
     if env:
         try:

@@ -21,6 +21,8 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from ..syntax import ast as A
+from ..syntax.errors import source_line
+from ..syntax.parser import recursion_headroom
 from ..syntax.visit import walk
 
 # More loop points than this (nested loops over large data) and the body is left to the
@@ -54,7 +56,6 @@ def check_indices(checked, data_values: Dict[str, np.ndarray], shapes: Dict[str,
                   err: Callable, data_name: str) -> None:
     """Raise err(...) for the first index or slice bound, computable from the data, that is
     outside the extent it indexes."""
-    from ..syntax.parser import recursion_headroom
     with recursion_headroom():
         _Walker(checked, data_values, shapes, err, data_name).run()
 
@@ -436,7 +437,6 @@ class _Walker:
 
 
 def _text(e, source: str) -> Optional[str]:
-    from ..syntax.errors import source_line
     sp = getattr(e, "span", None)
     if sp is None or sp.line <= 0 or sp.line != sp.end_line:
         return None

@@ -33,6 +33,7 @@ from ..builtins.distributions import DISTRIBUTIONS
 from ..syntax import ast as A
 from ..syntax.errors import did_you_mean
 from ..syntax.visit import walk
+from .types import REAL, Scope, Ty
 
 SDE_ARGS = ("drift", "diffusion", "init", "noise")
 FBM_ARGS = ("H", "K", "gamma_max", "type", "T", "normalize")
@@ -60,7 +61,6 @@ class ProcessChecks:
 
     # ------------------------------------------------------------ the declaration
     def _process_decl(self, s: A.VarDecl, scope, loop_depth: int, in_generated: bool):
-        from .checker import REAL, Scope, Ty  # noqa: PLC0415 (the checker imports this module)
         name = s.name
         if loop_depth or in_generated:
             raise self.err("a process must be declared at the top level", s.span,
@@ -241,7 +241,6 @@ class ProcessChecks:
 
     # ------------------------------------------------------------ reading a path
     def _process_read(self, e: A.Call, scope):
-        from .checker import Ty  # noqa: PLC0415
         p = self.processes[e.func]
         if e.named or e.given is not None or len(e.args) != 1:
             raise self.err(f'a process is read at one time: {e.func}(t)', e.span,

@@ -10,11 +10,11 @@ from typing import List, Optional, Tuple
 
 from ..builtins.distributions import DISTRIBUTIONS, density_function
 from ..builtins.ode import ODE_SOLVERS
-from ..check.checker import CONSTRAINED_TYPES, CheckedProgram, Scope
+from ..check.checker import CheckedProgram
+from ..check.types import CONSTRAINED_TYPES, Scope
 from ..syntax import ast as A
 from ..syntax.visit import walk
 from . import nodes as N
-from . import process
 from .loops import plan as plan_loop
 
 _CORE_RANK = CONSTRAINED_TYPES  # rank of one value of a constrained type
@@ -115,8 +115,8 @@ class Builder:
             return None
         if isinstance(s, A.ParamDecl):
             return N.Declare(self.sid(), s.span, s.name, self._type(s.type, scope), s.name_span)
-        if process.is_process_decl(s):
-            return process.process_draw(self, s, scope)  # ppl/ir/process.py
+        if isinstance(s, A.VarDecl) and s.type is not None and s.type.base == "process":
+            return self._process_draw(s, scope)
         if isinstance(s, A.VarDecl):
             role = self._role_of_target(s.name, scope)
             if s.dist is not None:
@@ -209,7 +209,8 @@ class Builder:
 
     def _call(self, e: A.Call, scope):
         if e.func in self.variables and self.variables[e.func].kind == "process":
-            return process.path_at(self, e, scope)  # x(t): ppl/ir/process.py
+            return N.PathAt(e.span, N.Ref(e.func_span or e.span, e.func, "process"),
+                            self._expr(e.args[0], scope))  # x(t): the path at a time
         if e.func in ODE_SOLVERS and e.func not in self.ck.functions:
             return self._ode(e, scope)
         args = tuple(self._expr(a, scope) for a in e.args)
@@ -224,13 +225,39 @@ class Builder:
             args = (self._expr(e.given, scope),) + args
         return N.Builtin(e.span, e.func, args)
 
-
     def _ode(self, e: A.Call, scope):
         spec = ODE_SOLVERS[e.func]
         rest = [self._expr(a, scope) for a in e.args[1:]]
         y0, t0, ts = rest[:3]
         tol, args = (rest[3:6], rest[6:]) if spec.tol else ((None, None, None), rest[3:])
         return N.OdeSolve(e.span, spec.method, e.args[0].id, y0, t0, ts, *tol, tuple(args))
+
+    def _process_draw(self, s: A.VarDecl, scope) -> N.ProcessDraw:
+        """`x: process<start=0, end=T>[d] ~ sde(drift=…, diffusion=…, init=…, noise=fbm(H, …))`
+        → ProcessDraw(x, SDE((drift, diffusion, init, Noise), start, end, dim))."""
+        call, t = s.dist, s.type
+        inner = Scope(scope)  # the state and the time, read inside sde(…) only
+        inner.names[s.name] = "local"
+        inner.names["time"] = "local"
+        drift = self._expr(call.arg("drift"), inner)
+        diffusion = self._expr(call.arg("diffusion"), inner)
+        init = call.arg("init")
+        init = self._dist(init, scope) if isinstance(init, A.Call) and \
+            init.func in DISTRIBUTIONS else self._expr(init, scope)
+        noise = self._noise(call.arg("noise"), scope, call.span)
+        start = t.bound("start")
+        start = N.Const(t.span, 0.0, "real") if start is None else self._expr(start, scope)
+        end = self._expr(t.bound("end"), scope)
+        dim = self._expr(t.dims[0][0], scope) if t.dims else None
+        sde = N.SDE(call.span, "sde", (drift, diffusion, init, noise), False, start, end, dim)
+        return N.ProcessDraw(self.sid(), s.span, N.LValue(s.name, (), s.name_span), sde, "latent")
+
+    def _noise(self, e, scope, span) -> N.Noise:
+        if e is None or e.func == "brownian":
+            return N.Noise(span if e is None else e.span, "brownian")
+        hurst = e.args[0] if e.args else e.arg("H")
+        settings = tuple((a.name, self._expr(a.value, scope)) for a in e.named if a.name != "H")
+        return N.Noise(e.span, "fbm", self._expr(hurst, scope), settings)
 
 
 def build(checked: CheckedProgram) -> N.ModelIR:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import gammaln
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
@@ -34,6 +35,7 @@ from ..ir import nodes as N
 from ..ir.loops import events
 from ..syntax.errors import PPLError
 from ..syntax.visit import walk
+from . import ode
 from . import padded as P
 from .handlers import Mask, Site, apply
 from .padded import Padded
@@ -760,8 +762,7 @@ class Interpreter:
             d = self.build_dist(e.dist, value_shape=jnp.shape(value))
             return jnp.sum(d.log_prob(value))
         if isinstance(e, N.OdeSolve):
-            from .ode import solve  # diffrax is imported by the models that solve ODEs only
-            return solve(self, e)
+            return ode.solve(self, e)
         if isinstance(e, N.Cond):
             c, a, b = self.expr(e.cond), self.expr(e.then), self.expr(e.orelse)
             if _is_static(c):
@@ -1169,7 +1170,6 @@ def _shape_hint(e: Exception):
 # - `w: simplex[k] ~ dirichlet(alpha)`: the Dirichlet of the k active entries with its
 #   normaliser Γ(Σα_j)/Π Γ(α_j), in the chart of the first k − 1 coordinates.
 def _padded_exact_log_prob(d, decl, value: Padded, site_mask=None, bounds=(None, None)):
-    from jax.scipy.special import gammaln
     n = value.length
     m = value.mask()
     if site_mask is not None:

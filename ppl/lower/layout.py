@@ -20,6 +20,9 @@ import numpy as np
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
+# the mhg kernels' masked transforms (ordered, stick-breaking): one implementation
+from ..algorithms import padded as pm
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -102,7 +105,6 @@ def _masked_vector_transform(name, v, constraint, mask):
     """Ordered and simplex vectors whose length is random: the masked transforms of the `mhg`
     pass (cumulative exponentials; stick-breaking over the active entries), whose log-Jacobian
     counts the active coordinates only."""
-    from ..algorithms import padded as pm  # the kernels' masked transforms: one implementation
     n = jnp.sum(jnp.reshape(mask, (-1,)).astype(jnp.int32))
     if isinstance(constraint, type(constraints.ordered_vector)):
         return pm.constrain(pm.Ordered(), v, n)

@@ -12,6 +12,10 @@ L-stable implicit Runge–Kutta `Kvaerno5` (diffrax has no BDF); adams and ckrk 
 """
 from __future__ import annotations
 
+import importlib
+import os
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,8 +23,13 @@ from ..builtins.ode import DEFAULT_ATOL, DEFAULT_MAX_STEPS, DEFAULT_RTOL
 from ..ir import nodes as N
 
 
+def _diffrax():
+    # diffrax takes about a second to import: only models that solve an ODE pay for it
+    return importlib.import_module("diffrax")
+
+
 def _solver(method: str):
-    import diffrax
+    diffrax = _diffrax()
     return {"rk45": diffrax.Dopri5, "bdf": diffrax.Kvaerno5, "adams": diffrax.Tsit5,
             "ckrk": diffrax.Tsit5}[method]()
 
@@ -36,17 +45,26 @@ def _static_float(interp, e, default, what):
                          e.span) from None
 
 
+def _static_int(interp, e, default, what):
+    if e is None:
+        return default
+    v = interp.expr(e)
+    if isinstance(v, jax.core.Tracer) or np.ndim(v) or \
+            not np.issubdtype(np.asarray(v).dtype, np.integer):
+        raise interp.err(f"{what} must be known before inference (integer data or a literal)",
+                         e.span)
+    return int(v)
+
+
 def _adjoint(max_steps):
-    import os
-    import diffrax
+    diffrax = _diffrax()
     if os.environ.get("PPL_ODE_ADJOINT") == "direct":
         return {"adjoint": diffrax.DirectAdjoint()}
     return {}
 
 
 def solve(interp, e: N.OdeSolve):
-    import diffrax
-    from .interpreter import static_int
+    diffrax = _diffrax()
     f = interp.ir.functions[e.function]
     y0 = jnp.asarray(interp.expr(e.y0), dtype=jnp.result_type(float))
     t0 = jnp.asarray(interp.expr(e.t0), dtype=y0.dtype)
@@ -57,9 +75,7 @@ def solve(interp, e: N.OdeSolve):
                          f"(here of shapes {y0.shape} and {ts.shape})", e.span)
     rtol = _static_float(interp, e.rtol, DEFAULT_RTOL, "the relative tolerance")
     atol = _static_float(interp, e.atol, DEFAULT_ATOL, "the absolute tolerance")
-    max_steps = DEFAULT_MAX_STEPS if e.max_steps is None else static_int(
-        interp.expr(e.max_steps), e.max_steps.span, "max_num_steps", interp.ir.source,
-        interp.ir.filename)
+    max_steps = _static_int(interp, e.max_steps, DEFAULT_MAX_STEPS, "max_num_steps")
 
     def field(t, y, a):
         dy = jnp.asarray(interp.call_user(f, [t, y, *a], e), dtype=y.dtype)

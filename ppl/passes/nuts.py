@@ -23,6 +23,7 @@ from ..lower.random import chain_keys
 from ..lower.validation import located_problems, validate_density
 from ..syntax.errors import PPLRuntimeError
 from .base import Diagnosis, Draws, Finalize, InferencePass
+from .smc import SMCPass
 
 
 class NutsProgram:
@@ -181,7 +182,6 @@ class NutsPass(InferencePass):
         keys = ("chains", "draws", "warmup", "target_accept", "max_tree_depth", "dense_mass",
                 "log_likelihood", "devices")
         program = NutsProgram(lowered, **{k: options[k] for k in keys if k in options})
-        from .smc import SMCPass  # noqa: PLC0415 (smc imports this module's neighbours)
         graph, smc = ModelGraph(lowered.source_ir), SMCPass()
         program.state_space = bool(smc.prefer(graph) and smc.diagnose(graph))
         program.precompile_in_background(lowered.data_arrays)

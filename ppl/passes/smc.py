@@ -25,8 +25,8 @@ import numpy as np
 
 from ..algorithms import devices as _devices
 from ..algorithms import kalman as _kalman
-from ..algorithms import particle_filter as _pf
 from ..algorithms import paris as _paris
+from ..algorithms import particle_filter as _pf
 from ..algorithms import particle_gibbs as _pg
 from ..algorithms import tempered_smc as _tsmc
 from ..ir import nodes as N
@@ -38,7 +38,7 @@ from ..lower.model import LoweredModel
 from ..lower.random import chain_keys, rng_key, split_keys
 from ..lower.statespace import SSMLowering
 from ..lower.validation import check_agreement
-from ..runtime.progress import tick
+from ..runtime.progress import reporting, tick
 from ..syntax.errors import PPLInternalError, PPLRuntimeError
 from .base import Diagnosis, Draws, Finalize, InferencePass
 
@@ -804,7 +804,6 @@ def _run_reporting(program, fn, args, progress, total, **info):
     does not keep executables with host callbacks in the persistent compilation cache, so
     runs without a bar (pipes, scripts, tests) keep the cached, callback-free program and report
     their stages and a heartbeat instead."""
-    from ..runtime.progress import reporting
     live = bool(progress is not None and getattr(progress, "live", False))
     cache = program.__dict__.setdefault("_compiled_calls", {})
     compiled = cache.get((fn, live))

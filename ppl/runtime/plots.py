@@ -5,11 +5,16 @@ what is missing and why, rather than ArviZ's traceback.
 """
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import List, Optional
 
-from ..syntax.errors import PPLError
+import numpy as np
+
+from ..syntax.errors import PPLError, did_you_mean
+from .files import atomic_path
+from .results import _arviz, summary_source
 
 KINDS = ("trace", "rank", "pair", "ppc", "forest", "energy")
 
@@ -26,7 +31,6 @@ def _pyplot():
 
 
 def _source(idata, what: str):
-    from .results import summary_source
     source = summary_source(idata)
     if source is None:
         raise PPLError(f"{what} plots need posterior draws, and the file has none", None,
@@ -35,8 +39,6 @@ def _source(idata, what: str):
 
 
 def _variables(source, kind: str, wanted: Optional[List[str]]) -> List[str]:
-    import numpy as np
-    from ..syntax.errors import did_you_mean
     names = list(source.data_vars)
     if wanted:
         for n in wanted:
@@ -58,7 +60,6 @@ def _variables(source, kind: str, wanted: Optional[List[str]]) -> List[str]:
 
 def figure(idata, kind: str, var_names: Optional[List[str]] = None):
     """The matplotlib Figure of one kind of plot."""
-    from .results import _arviz
     az = _arviz()
     plt = _pyplot()
     if kind not in KINDS:
@@ -101,7 +102,6 @@ def figure(idata, kind: str, var_names: Optional[List[str]] = None):
                                    "name more variables: --vars a b")
                 axes = az.plot_pair(data, var_names=names, kind="kde" if scalars <= 3 else "scatter",
                                     marginals=True)
-    import numpy as np
     first = np.ravel(np.asarray(axes, dtype=object))[0]
     return first.figure if hasattr(first, "figure") else plt.gcf()
 
@@ -110,8 +110,6 @@ def plot(idata, kind: str, path: str, var_names: Optional[List[str]] = None,
          name: Optional[str] = None) -> None:
     """Write one kind of plot of the run to `path` as PNG, atomically; `name` (the file the run
     came from) heads error messages."""
-    from .files import atomic_path
-    import os
     if os.path.splitext(path)[1].lower() != ".png":
         raise PPLError(f'cannot write "{path}": plots are written as PNG', None,
                        f"name the file {os.path.splitext(path)[0]}.png", filename="--output")
@@ -130,8 +128,6 @@ def plot(idata, kind: str, path: str, var_names: Optional[List[str]] = None,
 
 def load(path: str):
     """An InferenceData from a NetCDF file written by `ppl sample --output`."""
-    import os
-    from .results import _arviz
     if not os.path.isfile(path):
         raise PPLError("file not found", None, "give a .nc file written by ppl sample --output",
                        filename=path)

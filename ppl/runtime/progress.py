@@ -19,6 +19,9 @@ import threading
 import time
 from typing import Optional, Sequence
 
+import jax
+import numpy as np
+
 
 def _fmt_seconds(s: float) -> str:
     if s < 60:
@@ -250,7 +253,6 @@ class _Steps:
 
 
 def _host_tick(x) -> None:
-    import numpy as np
     steps = _active
     if steps is not None:
         try:
@@ -261,7 +263,6 @@ def _host_tick(x) -> None:
 
 def tick(x) -> None:
     """Inside traced code: one step done (per lane under vmap)."""
-    import jax
     jax.debug.callback(_host_tick, x)
 
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import datetime
+import json
+import logging
+import os
+import sys
 import warnings
 from typing import Dict, List, Optional
 
@@ -9,6 +13,7 @@ import numpy as np
 
 from ..passes.base import Draws
 from ..syntax.errors import PPLError, did_you_mean
+from .files import atomic_path
 
 
 def _arviz():
@@ -57,7 +62,6 @@ def to_inference_data(draws: Draws, observed: Dict[str, np.ndarray], constant: D
                           ("prior_predictive", prior_predictive or {})):
         used = {k: v for k, v in pairs.items() if v in values}
         if group in groups and used:
-            import json
             groups[group].attrs["data_pairs"] = json.dumps(used)
     # run-level results (method, log evidence …) on the posterior group when there is one,
     # else on whichever group the run produced
@@ -123,7 +127,6 @@ class _QuietArviz:
     summary says so itself (R-hat nan), so the log line is noise."""
 
     def __enter__(self):
-        import logging
         # arviz's logger is a Logger built directly, not the one logging.getLogger returns
         self.log = getattr(_arviz(), "_log", None) or logging.getLogger("arviz")
         self.level = self.log.level
@@ -254,7 +257,6 @@ def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20,
            err=None):
     """What `ppl sample` (and the REPL's :sample) prints after a run: the method, the evidence
     and smoothed functionals, exact marginals, the summary, divergences; warnings on `err`."""
-    import sys
     out, err = out or sys.stdout, err or sys.stderr
     say = lambda text="": out.write(text + "\n")  # noqa: E731
     plan = model.last_plan
@@ -309,7 +311,6 @@ def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20,
 
 def exact_marginals_text(text: str, max_elements: int) -> str:
     """Exact posterior probabilities (from enumeration), shown before the Monte Carlo summary."""
-    import json
     marginals = json.loads(text)
     lines = ["exact posterior marginals:"]
     for name, m in marginals.items():
@@ -329,7 +330,6 @@ def exact_marginals_text(text: str, max_elements: int) -> str:
 def size_posteriors_text(text: str, acceptance: str = None) -> str:
     """The posterior of each size variable (mhg): p(k | data) ± Monte Carlo standard error, and
     the acceptance rate of each move."""
-    import json
     lines = []
     for name, t in json.loads(text).items():
         lines.append(f"posterior of {name} (± Monte Carlo se):")
@@ -344,7 +344,6 @@ def size_posteriors_text(text: str, acceptance: str = None) -> str:
 
 def write_netcdf(idata, path: str) -> None:
     """Write the InferenceData as NetCDF, atomically."""
-    from .files import atomic_path
     with atomic_path(path, suffix=".nc") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -357,7 +356,6 @@ OUTPUT_FORMATS = {".nc": "NetCDF (the whole InferenceData)", ".csv": "CSV in Sta
 
 def check_output_path(path: str) -> str:
     """The output format for `path` (its extension), or a PPLError before any sampling."""
-    import os
     ext = os.path.splitext(path)[1].lower()
     if ext not in OUTPUT_FORMATS:
         known = ", ".join(f"{e} ({what})" for e, what in OUTPUT_FORMATS.items())
@@ -416,7 +414,6 @@ def write_csv(idata, path: str) -> None:
     ``pandas.read_csv(path, comment="#")``.
     """
     import pandas as pd
-    from .files import atomic_path
     source = summary_source(idata)
     if source is None:
         raise PPLError("the run has no draws to write as CSV", None,

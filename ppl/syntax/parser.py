@@ -1,14 +1,21 @@
 """Source text → AST, with syntax errors in the common frame."""
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import math
 import re
+import sys
 from pathlib import Path
 
 from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from . import ast as A
 from .errors import PPLSyntaxError, source_lines
@@ -330,7 +337,6 @@ def recursion_headroom(frames: int = RECURSION_NEEDED):
     """Raise Python's recursion limit (1000 by default) to `frames` for the duration, never
     lower it: the checker and the data checks recurse a few frames per level of nesting.
     Python 3.11 runs Python-to-Python calls without growing the C stack, so this is safe."""
-    import sys
     before = sys.getrecursionlimit()
     if before < frames:
         sys.setrecursionlimit(frames)
@@ -353,7 +359,6 @@ def decode_source(data: bytes, filename: str, error=PPLSyntaxError, what: str = 
     """The text of a model (or data) file: UTF-8 (a byte order mark is dropped), or UTF-16/32
     when the file starts with their byte order mark. Anything else is a framed `error` at the
     first byte that is not UTF-8."""
-    import codecs
     for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                        (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
                        (codecs.BOM_UTF16_BE, "utf-16")):

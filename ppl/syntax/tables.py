@@ -25,6 +25,8 @@ from typing import Optional
 
 import lark
 from lark import Lark
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 
 # bump when the layout of the stored tables changes
 FORMAT = 1
@@ -112,8 +114,6 @@ def _restore_int_keys(stored: dict) -> None:
 
 
 def dumps(parser: Lark, grammar: str) -> str:
-    from lark.grammar import Rule
-    from lark.lexer import TerminalDef
     data, memo = parser.memo_serialize([TerminalDef, Rule])
     data["options"] = {k: v for k, v in data["options"].items() if k not in _LOAD_OPTIONS}
     return json.dumps({"key": key(grammar), "data": _encode(data), "memo": _encode(memo)},
