@@ -181,7 +181,7 @@ def test_checks_that_need_the_model_come_before_sampling(capsys, no_work, args, 
 
 def test_unknown_option_hint_lists_the_options(capsys, no_work):
     code, out, err = run(capsys, "sample", *SCHOOLS, "--option", "max_tree_dept=5")
-    assert 'hint: did you mean "max_tree_depth"? nuts takes: dense_mass, max_tree_depth, ' \
+    assert 'hint: did you mean "max_tree_depth"? nuts takes: dense_mass, devices, max_tree_depth, ' \
            "target_accept" in err
 
 
