@@ -29,7 +29,7 @@ from .passes import PASSES, choose
 from .passes.base import Draws, Plan
 from .runtime.cache import enable_compilation_cache
 from .runtime.prior import sample_prior
-from .runtime.progress import Progress
+from .runtime.progress import Progress, running
 from .runtime.results import _arviz, to_inference_data
 from .syntax.parser import parse
 
@@ -117,7 +117,7 @@ class Model:
         p = PASSES[plan.method]
         bar = progress if isinstance(progress, Progress) else \
             Progress(plan.method, min_seconds=1.0) if progress else None
-        try:
+        with running(bar):
             opts = dict(options, chains=chains, draws=draws, warmup=warmup)
             bound = self.bind(data)
             key = (data_signature(bound), plan.method,
@@ -137,12 +137,6 @@ class Model:
                 bar(0, 0, phase="prior and prior predictive draws")
             prior_groups = self._prior(lowered, chains, draws, seed) if prior else ({}, {})
             idata = self._inference_data(lowered, out, *prior_groups)
-        except BaseException:
-            if bar is not None:
-                bar.close()
-            raise
-        if bar is not None:
-            bar.finish()
         self.last_warnings = list(out.warnings)
         self.last_plan = plan
         return idata

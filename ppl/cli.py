@@ -166,23 +166,17 @@ def cmd_calibrate(args) -> int:
     _print_warnings(model)
     _print_data_warnings(_check_with_model(args, model).warnings)
     from .runtime.calibrate import calibrate
-    from .runtime.progress import Progress
+    from .runtime.progress import Progress, running
     bar = None if args.quiet else Progress("calibrate", min_seconds=1.0, every=args.heartbeat)
     if bar is not None:
         bar.compiling("compiling and running the first replicate")
-    try:
+    with running(bar):
         cal = calibrate(model, args.data, method=args.method, replicates=args.replicates,
                         chains=args.chains, draws=args.draws, warmup=args.warmup, keep=args.keep,
                         seed=args.seed, variables=args.vars, output=args.output,
                         progress=None if bar is None else
                         (lambda done, total: bar(done, total, unit="replicates")),
                         **({"devices": args.devices} if args.devices is not None else {}))
-    except BaseException:
-        if bar is not None:
-            bar.close()
-        raise
-    if bar is not None:
-        bar.finish()
     print(f"simulation-based calibration of {args.method}: {cal.replicates} replicates, ranks "
           f"among {cal.num_draws} posterior draws, {cal.seconds:.1f} s")
     print(cal.table())

@@ -14,6 +14,7 @@ that the run is alive).
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -224,6 +225,21 @@ class Progress:
         with self._lock:
             self._clear()
             self.stage = None
+
+
+@contextlib.contextmanager
+def running(bar: Optional[Progress]):
+    """`with running(bar):` around a run: the bar finishes when the block ends and closes
+    without a final line when it fails or is interrupted; None reports nothing."""
+    if bar is None:
+        yield None
+        return
+    try:
+        yield bar
+    except BaseException:
+        bar.close()
+        raise
+    bar.finish()
 
 
 # ---------------------------------------------------------------- from inside compiled code
