@@ -13,6 +13,7 @@ from ..builtins.ode import ODE_SOLVERS
 from ..check.checker import CheckedProgram
 from ..check.types import CONSTRAINED_TYPES, Scope
 from ..syntax import ast as A
+from ..syntax.parser import recursion_headroom
 from ..syntax.visit import walk
 from . import nodes as N
 from .loops import plan as plan_loop
@@ -262,4 +263,5 @@ class Builder:
 
 def build(checked: CheckedProgram) -> N.ModelIR:
     """The IR of a checked program."""
-    return Builder(checked).build()
+    with recursion_headroom():  # the builder recurses a few frames per level of nesting
+        return Builder(checked).build()

@@ -93,3 +93,17 @@ def test_graph_queries_read_the_ir():
     assert any(u == "x" for u, _, d in g.lag_edges())
     order = g.variable_order()
     assert order.index("mu") < order.index("x") < order.index("y")
+
+
+def test_deeply_nested_expressions_inside_a_process_build():
+    """The builder recurses a few frames per level of nesting, as the checker does: a process
+    whose drift nests 1,200 unary minuses builds (found by the slow fuzz run: RecursionError)."""
+    src = ("data T: real\ndata mu: real\n"
+           "x: process<end=T> ~ sde(drift = 2 * (" + "-" * 1200 + "mu - x), diffusion = 1, "
+           "init = normal(0, 1))\n")
+    ir = ppl.compile(src).ir
+    (draw,) = [s for s in ir.body if isinstance(s, N.ProcessDraw)]
+    depth, e = 0, draw.dist.args[0].right.left  # 2 * ((-…-mu) - x)
+    while isinstance(e, N.Unary):
+        depth, e = depth + 1, e.operand
+    assert depth == 1200
