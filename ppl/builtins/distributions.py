@@ -55,6 +55,62 @@ class OneBased(nd.Distribution):
         return self.base.mean + 1
 
 
+class _Density(nd.Distribution):
+    """A distribution numpyro lacks, from its log density and a sampler (both elementwise)."""
+
+    def __init__(self, log_prob, sample, support, *args, validate_args=None):
+        self._log_prob, self._sample, self._support = log_prob, sample, support
+        self.args = jnp.broadcast_arrays(*args)
+        super().__init__(jnp.shape(self.args[0]), (), validate_args=validate_args)
+
+    @property
+    def support(self):
+        return self._support
+
+    def sample(self, key, sample_shape=()):
+        return self._sample(key, tuple(sample_shape) + self.batch_shape, *self.args)
+
+    def log_prob(self, value):
+        return self._log_prob(value, *self.args)
+
+
+def _skew_normal(xi, omega, alpha):
+    def log_prob(y, xi, omega, alpha):
+        z = (y - xi) / omega
+        return jnp.log(2.0) - jnp.log(omega) + norm.logpdf(z) + norm.logcdf(alpha * z)
+
+    def sample(key, shape, xi, omega, alpha):
+        delta = alpha / jnp.sqrt(1 + alpha ** 2)
+        u0, u1 = jax.random.normal(key, (2,) + shape)
+        return xi + omega * (delta * jnp.abs(u0) + jnp.sqrt(1 - delta ** 2) * u1)
+    return _Density(log_prob, sample, constraints.real, _f(xi), _f(omega), _f(alpha))
+
+
+def _exp_mod_normal(mu, sigma, lam):
+    def log_prob(y, mu, sigma, lam):
+        # log erfc(x) = log 2 + log Φ(−x√2), finite far into the tail
+        return (jnp.log(lam) + lam * (mu + 0.5 * lam * sigma ** 2 - y)
+                + norm.logcdf((y - mu - lam * sigma ** 2) / sigma))
+
+    def sample(key, shape, mu, sigma, lam):
+        k1, k2 = jax.random.split(key)
+        return mu + sigma * jax.random.normal(k1, shape) + jax.random.exponential(k2, shape) / lam
+    return _Density(log_prob, sample, constraints.real, _f(mu), _f(sigma), _f(lam))
+
+
+def _ordered_probit(eta, c):
+    eta, c = _f(eta), _f(c)
+    cdf = norm.cdf(c - eta[..., None])  # P(Y <= k) for k = 1..K-1
+    zeros = jnp.zeros(cdf.shape[:-1] + (1,), cdf.dtype)
+    probs = jnp.diff(jnp.concatenate([zeros, cdf, zeros + 1.0], axis=-1), axis=-1)
+    return OneBased(nd.CategoricalProbs(jnp.clip(probs, 1e-300, 1.0)))
+
+
+def _wishart(nu, S, inverse=False):
+    cls = nd.InverseWishart if inverse else nd.Wishart
+    return cls(_f(nu), scale_matrix=_f(S))
+
+
 @dataclass(frozen=True)
 class DistSpec:
     name: str
@@ -150,6 +206,48 @@ DISTRIBUTIONS = {d.name: d for d in [
           _nv(lambda m, L: nd.MultivariateNormal(_f(m), scale_tril=_f(L))), event_dim=1),
     _spec("lkj_corr_cholesky", "eta", _lkj_chol, event_dim=2),
     _spec("lkj_corr", "eta", _lkj, event_dim=2),
+    # more of Stan's families, in Stan's parameterisations
+    _spec("discrete_range", "lower upper",
+          _nv(lambda lo, hi: nd.DiscreteUniform(jnp.asarray(lo), jnp.asarray(hi))),
+          discrete=True, finite=True, support_from_args=True),
+    _spec("von_mises", "mu kappa", _nv(lambda m, k: nd.VonMises(_f(m), _f(k)))),
+    _spec("gumbel", "mu beta", _nv(lambda m, b: nd.Gumbel(_f(m), _f(b)))),
+    _spec("skew_normal", "xi omega alpha", _nv(_skew_normal)),
+    _spec("exp_mod_normal", "mu sigma lambda", _nv(_exp_mod_normal)),
+    # Rayleigh(σ) is Weibull(shape 2, scale σ√2)
+    _spec("rayleigh", "sigma", _nv(lambda s: nd.Weibull(_f(s) * jnp.sqrt(2.0), 2.0))),
+    # Fréchet(α, σ): 1/Y for Y ~ Weibull(shape α, scale 1/σ)
+    _spec("frechet", "alpha sigma", _nv(lambda a, s: nd.TransformedDistribution(
+        nd.Weibull(1.0 / _f(s), _f(a)), nd.transforms.PowerTransform(-1.0)))),
+    # log-logistic(α scale, β shape): log Y ~ logistic(log α, 1/β)
+    _spec("loglogistic", "alpha beta", _nv(lambda a, b: nd.TransformedDistribution(
+        nd.Logistic(jnp.log(_f(a)), 1.0 / _f(b)), nd.transforms.ExpTransform()))),
+    # Pareto type II(μ, λ, α): a Pareto(λ, α) shifted by μ − λ
+    _spec("pareto_type_2", "mu lambda alpha", _nv(lambda m, lam, a: nd.TransformedDistribution(
+        nd.Pareto(_f(lam), _f(a)), nd.transforms.AffineTransform(_f(m) - _f(lam), 1.0))),
+          support_from_args=True),
+    _spec("inv_chi_square", "nu", _nv(lambda n: nd.InverseGamma(_f(n) / 2, 0.5))),
+    _spec("scaled_inv_chi_square", "nu s",
+          _nv(lambda n, s: nd.InverseGamma(_f(n) / 2, _f(n) * _f(s) ** 2 / 2))),
+    _spec("beta_proportion", "mu kappa", _nv(lambda m, k: nd.BetaProportion(_f(m), _f(k)))),
+    _spec("ordered_probit", "eta c", _nv(_ordered_probit),
+          discrete=True, finite=True, support_from_args=True),
+    _spec("poisson_log_glm", "x alpha beta",
+          _nv(lambda x, a, b: nd.Poisson(jnp.exp(_f(a) + jnp.dot(_f(x), _f(b))))), discrete=True),
+    _spec("bernoulli_logit_glm", "x alpha beta",
+          _nv(lambda x, a, b: nd.BernoulliLogits(_f(a) + jnp.dot(_f(x), _f(b)))),
+          discrete=True, finite=True),
+    _spec("neg_binomial_2_log_glm", "x alpha beta phi",
+          _nv(lambda x, a, b, p: nd.NegativeBinomial2(jnp.exp(_f(a) + jnp.dot(_f(x), _f(b))), _f(p))),
+          discrete=True),
+    _spec("multi_normal_prec", "mu Omega",
+          _nv(lambda m, P: nd.MultivariateNormal(_f(m), precision_matrix=_f(P))), event_dim=1),
+    _spec("multi_student_t", "nu mu Sigma", _nv(lambda n, m, S: nd.MultivariateStudentT(
+        _f(n), _f(m), scale_tril=jnp.linalg.cholesky(_f(S)))), event_dim=1),
+    _spec("multi_student_t_cholesky", "nu mu L",
+          _nv(lambda n, m, L: nd.MultivariateStudentT(_f(n), _f(m), scale_tril=_f(L))), event_dim=1),
+    _spec("wishart", "nu Sigma", _nv(_wishart), event_dim=2),
+    _spec("inv_wishart", "nu Sigma", _nv(lambda n, S: _wishart(n, S, inverse=True)), event_dim=2),
 ]}
 
 # `NAME_lpdf` for continuous, `NAME_lpmf` for discrete distributions.
@@ -172,7 +270,9 @@ def rng_function(name: str) -> Optional[DistSpec]:
 _SPECIAL_SUPPORT = {
     "dirichlet": constraints.simplex, "multi_normal": constraints.real_vector,
     "multi_normal_cholesky": constraints.real_vector, "lkj_corr_cholesky": constraints.corr_cholesky,
-    "lkj_corr": constraints.corr_matrix,
+    "lkj_corr": constraints.corr_matrix, "multi_normal_prec": constraints.real_vector,
+    "multi_student_t": constraints.real_vector, "multi_student_t_cholesky": constraints.real_vector,
+    "wishart": constraints.positive_definite, "inv_wishart": constraints.positive_definite,
 }
 
 
