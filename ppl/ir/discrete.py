@@ -8,6 +8,10 @@ every statement reading it — is a *term* of one of two shapes:
   ``v``, or ``z[c]`` with a literal ``c`` at top level: a factor ``f_p(z_p)`` at one position;
 - pairwise: it reads ``z[v - 1]`` and ``z[v]`` (a Markov chain step): ``f_p(z_{p-1}, z_p)``.
 
+A scalar finite latent ``s`` (a change point, a model index) is one position: every statement
+reading it — at top level or inside a top-level loop — is a factor ``f(s)``, and the sum is over
+its K values (kind "single", O(K) evaluations of those statements, vmapped).
+
 With unary terms only the elements are conditionally independent given the continuous
 variables, and the sum over K^N configurations factorises into N sums over K values (O(N·K)).
 With pairwise terms the elements form a chain and the forward algorithm sums them in O(T·K²).
@@ -29,13 +33,16 @@ from .graph import ModelGraph
 @dataclass(frozen=True)
 class DiscretePlan:
     name: str
-    kind: str  # "independent" | "chain"
+    kind: str  # "independent" | "chain" | "single"
     declare: N.Declare
     terms: Tuple[N.Term, ...]
 
     def describe(self) -> str:
         lines = sorted({t.stmt.span.line for t in self.terms})
         where = ", ".join(str(x) for x in lines)
+        if self.kind == "single":
+            return (f"summed out over its values (the statements reading it evaluated at each); "
+                    f"terms on line(s) {where}; posterior from its conditional probabilities")
         if self.kind == "chain":
             return (f"summed out by the forward algorithm (a Markov chain: O(T·K²)); "
                     f"terms on line(s) {where}; posterior by forward filtering, backward sampling")
@@ -97,7 +104,21 @@ def _plan_for(ir: N.ModelIR, v: N.Variable, discrete_names):
         return None, (f'"{name}" ({_line(v.span)}) has an unbounded support '
                       f"({', '.join(v.dists) or 'no distribution'})", v.span)
     decl = _declaration(ir, name)
-    if decl is None or len(decl.type.dims) != 1:
+    single = decl is None and v.rank == 0 and not v.elementwise
+    if single:  # a scalar drawn whole: its type (bounds) stands for a declaration
+        decl = next((N.Declare(s.sid, s.span, name, v.type or N.VarType(v.base),
+                               s.target.span)
+                     for s in ir.body if isinstance(s, N.Draw) and s.target.name == name), None)
+    if single:
+        sized = [w.name for w in ir.variables.values() if name in w.size_vars]
+        if sized:
+            return None, (f'"{name}" ({_line(v.span)}) is the size of {", ".join(sized)}: a random '
+                          "size is not summed out (the mhg pass moves between sizes)", v.span)
+        types = [w.type for w in ir.variables.values() if w.type is not None and w.name != name]
+        if any(_reads_in_bounds(x, name) for x in types + [x for st in ir.body for x in walk(st)]):
+            return None, (f'"{name}" ({_line(v.span)}) sets a loop range or an array size: only '
+                          "values read by `~` and `target +=` statements can be summed out", v.span)
+    if decl is None or len(decl.type.dims) != (0 if single else 1):
         return None, (f'"{name}" ({_line(v.span)}) must be a one-dimensional array declared on its '
                       f"own (`{name}: int[N]`) and drawn element by element in loops to be summed "
                       "out", v.span)
@@ -124,10 +145,10 @@ def _plan_for(ir: N.ModelIR, v: N.Variable, discrete_names):
         if target is not None and target != name and \
                 ir.variables[target].kind not in ("data", "latent"):
             return None, (f'"{name}" feeds "{target}" ({where})', stmt.span)
-        if target == name and not stmt.target.indices:
+        if target == name and not stmt.target.indices and not single:
             return None, (f'"{name}" must be drawn element by element ({where})', stmt.span)
         accs = []
-        for idx in reads:
+        for idx in reads if not single else ():
             a = _classify(idx, loop)
             if a is None:
                 return None, (f'"{name}" is indexed in a way that cannot be summed over ({where}): '
@@ -136,6 +157,10 @@ def _plan_for(ir: N.ModelIR, v: N.Variable, discrete_names):
                                  " with a literal c at top level"), stmt.span)
             if a not in accs:
                 accs.append(a)
+        if single:
+            if any(idx for idx in reads):
+                return None, (f'"{name}" is a scalar and is indexed ({where})', stmt.span)
+            accs = [N.Access((), 0, 1)]
         positions = sorted({(a.literal if loop is None else -a.offset) for a in accs})
         if len(positions) > 2 or (len(positions) == 2 and positions[1] - positions[0] != 1):
             return None, (f"{where} reads \"{name}\" at positions that are not neighbours "
@@ -149,8 +174,19 @@ def _plan_for(ir: N.ModelIR, v: N.Variable, discrete_names):
         if t.loop is not None and any(_accesses_of(h, name) for h in t.loop.body
                                       if isinstance(h, (N.Let, N.Declare))):
             return None, (f'"{name}" is read by an assignment inside a loop', v.span)
-    kind = "chain" if any(t.pairwise for t in terms) else "independent"
+    kind = "single" if single else "chain" if any(t.pairwise for t in terms) else "independent"
     return DiscretePlan(name, kind, decl, tuple(terms)), None
+
+
+def _reads_in_bounds(x, name) -> bool:
+    """Whether a loop's range or a type's sizes and bounds read `name`."""
+    if isinstance(x, N.Loop):
+        parts = (x.lo, x.hi)
+    elif isinstance(x, N.VarType):
+        parts = tuple(x.dims) + (x.lower, x.upper)
+    else:
+        return False
+    return any(isinstance(r, N.Ref) and r.name == name for e in parts if e is not None for r in walk(e))
 
 
 def _is_local(ir, s) -> bool:

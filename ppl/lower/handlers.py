@@ -46,6 +46,9 @@ class Site:
     score: bool = True  # whether the log density counts
     mask: Any = None  # boolean multiplying the log density
     log_jacobian: Any = 0.0
+    # log P(lower ≤ X ≤ upper): a discrete latent truncated by its declared bounds, subtracted
+    # from its log density where it is scored
+    log_normalizer: Any = 0.0
     key: Any = None
     strategy: Optional[str] = None  # loop: vectorize | scan | unroll
     run: bool = False  # generated block
@@ -286,6 +289,8 @@ class NumpyroSites(Handler):
                 if tuple(shape) != full:
                     d = d.expand(tuple(shape)[: len(shape) - len(d.event_shape)])
                 numpyro.sample(name, d, obs=site.value)
+            if not _zero(site.log_normalizer):
+                numpyro.factor(f"normalizer:{name}", -jnp.sum(site.log_normalizer))
         site.score = False
 
 

@@ -377,6 +377,7 @@ class Interpreter:
                 shape = tuple(d.batch_shape) + tuple(d.event_shape)
             c = self.type_support(decl, shape, d)
             dtype = dtype_of(decl) if decl is not None else None
+            trunc = self._truncation(d, decl, s) if self._truncated(v, decl, d) else 0.0
 
             def draw(st):
                 if not st.given:
@@ -386,7 +387,7 @@ class Interpreter:
 
             site = self.site(draw, kind="value", name=name, stmt=s, role=role, dist=d, shape=shape,
                              constraint=c, discrete=bool(v is not None and v.discrete),
-                             mask=self._active(shape, axis, length))
+                             mask=self._active(shape, axis, length), log_normalizer=trunc)
             if site.given:
                 self.given.add(name)
             value = _pad(site.value, axis, length)
@@ -400,9 +401,7 @@ class Interpreter:
                     self._add(_padded_exact_log_prob(d, decl, value, site.mask, bounds))
                 else:
                     self._score(d, value, site)
-                if site.discrete and decl is not None and decl.lower is not None and \
-                        decl.upper is not None and not isinstance(d, UserDensity):
-                    self._add(-self._truncation(d, decl, s), site.mask)
+                self._add(-site.log_normalizer, site.mask)
             return
         known = role == "observed" or (role in ("prior", "latent") and name in self.given)
         value = jnp.asarray(self.read_lvalue(s.target)) if known else None
@@ -415,9 +414,13 @@ class Interpreter:
                 st.value = self._sample(d, st, shape, dtype)
                 st.given = False
 
+        # a whole latent given here (summed out by a Marginal) is truncated by its bounds as where
+        # it takes its value
+        trunc = self._truncation(d, decl, s) if role == "latent" and not s.target.indices and \
+            self._truncated(v, decl, d) else 0.0
         site = self.site(draw, kind="draw", name=name, stmt=s, role=role, dist=d, value=value,
                          shape=shape, given=value is not None,
-                         discrete=bool(v is not None and v.discrete))
+                         discrete=bool(v is not None and v.discrete), log_normalizer=trunc)
         if not site.given:
             value = site.value
             self._assign(s.target, value)
@@ -429,6 +432,7 @@ class Interpreter:
             self._score(d, value, site)
             if site.pointwise:
                 self._pointwise(s, d, value, site)
+            self._add(-site.log_normalizer)
 
     def _target_shape(self, lv: N.LValue, decl):
         if lv.indices:
@@ -509,6 +513,11 @@ class Interpreter:
             raise self.err("bounds on an ordered array are supported when its size is random "
                            "(the mhg pass) only", s.span,
                            "drop the bounds, or transform an unbounded ordered array")
+
+    @staticmethod
+    def _truncated(v, decl, d) -> bool:
+        return bool(v is not None and v.discrete and decl is not None and decl.lower is not None
+                    and decl.upper is not None and not isinstance(d, UserDensity))
 
     def _truncation(self, d, decl: N.VarType, s):
         """log P(lower ≤ X ≤ upper) under d: the normaliser of a discrete latent whose declared

@@ -8,7 +8,8 @@ overrides standing for ``z[i]`` — and scattered into
     P[p, j, k] = Σ pairwise terms with z_{p-1} = j, z_p = k          (T-1, K, K)
 
 Then the node adds
-- independent (no P): Σ_p logsumexp_k U[p, k] (`marginalize_independent`);
+- independent (no P): Σ_p logsumexp_k U[p, k] (`marginalize_independent`); a scalar latent
+  ("single") is one position: U is (1, K), each term summed over its loop;
 - chain: the forward algorithm over (0, P, U) (`hmm.forward`);
 - with the latent's values given by a handler (`Substitute`): Σ U[p, z_p] + Σ P[p, z_{p-1}, z_p],
   the complete density, which translation validation compares with the original program;
@@ -60,7 +61,7 @@ class DrawMarginal(Handler):
 def layout_of(interp: Interpreter, node: N.Marginal) -> Tuple[int, int, int]:
     """(T, lowest value, K) of a marginalised latent."""
     t = node.declare.type
-    (T,) = interp.declared_shape(t)
+    T = interp.declared_shape(t)[0] if t.dims else 1  # a scalar ("single"): one position
     if t.lower is not None and t.upper is not None:
         lo = static_int(interp.expr(t.lower), t.lower.span, "a bound of a discrete latent")
         hi = static_int(interp.expr(t.upper), t.upper.span, "a bound of a discrete latent")
@@ -103,6 +104,8 @@ def _support_bounds(interp, name, term):
     if term.loop is not None:
         c.env[term.loop.var] = _loop_range(interp, term.loop)[0]
     c.overrides = {(name, a.indices): jnp.int32(1) for a in term.accesses}
+    if any(not a.indices for a in term.accesses):  # a scalar, read by name
+        c.env[name] = jnp.int32(1)
     d = c.build_dist(term.stmt.dist)
     if isinstance(d.support, type(constraints.boolean)):
         return 0, 1
@@ -152,6 +155,8 @@ def factors(interp: Interpreter, node: N.Marginal, observed=None):
                     else:
                         ov[(name, a.indices)] = vals[j] if a.offset == 1 and pairwise else vals[k]
             c.overrides = ov
+            if node.kind == "single":  # the scalar is read by name, not through an index
+                c.env[name] = vals[k]
             c.run(stmts)
             names[:] = [n for n, _, _ in c.pointwise]
             return c.lp, c.records, [(p, v) for _, p, v in c.pointwise]
@@ -176,11 +181,15 @@ def factors(interp: Interpreter, node: N.Marginal, observed=None):
             lo_t, hi_t = _loop_range(interp, loop)
             ts = jnp.arange(lo_t, hi_t + 1)
             lps, recs, terms = jax.vmap(lambda t: f(t, ks, ks))(ts)
-            if pairwise:
+            if node.kind == "single":  # every iteration is a factor of the one value
+                U = U.at[0].add(jnp.sum(lps, axis=0))
+                rows = np.zeros(len(ts), dtype=int)
+            elif pairwise:
                 P = P.at[ts - 2].add(lps)
+                rows = np.arange(lo_t, hi_t + 1) - 2
             else:
                 U = U.at[ts - where[0] - 1].add(lps)
-            rows = np.arange(lo_t, hi_t + 1) - (2 if pairwise else where[0] + 1)
+                rows = np.arange(lo_t, hi_t + 1) - (where[0] + 1)
         if observed is not None:
             for n, (pos, v) in zip(names, terms):
                 # positions do not depend on z's values: those of the first value
@@ -218,7 +227,7 @@ def execute(interp: Interpreter, node: N.Marginal):
         lp = jnp.sum(U[jnp.arange(T), code])
         if P is not None and T > 1:
             lp = lp + jnp.sum(P[jnp.arange(T - 1), code[:-1], code[1:]])
-        interp.env[name] = value
+        interp.env[name] = value[0] if node.kind == "single" else value
         interp.given.add(name)
         interp.lp = interp.lp + lp
         for n, rows, pos, v, pairwise in observed:  # conditional densities at the given z
@@ -234,8 +243,10 @@ def execute(interp: Interpreter, node: N.Marginal):
             init = jnp.zeros(K)
             probs = hmm.backward_smoothing(init, P, U).marginals
             code = hmm.ffbs_sample(site.key, init, P, U)
-        interp.env[name] = (lo + code).astype(jnp.int32)
-        interp.env[prob_name(name)] = probs
+        value = (lo + code).astype(jnp.int32)
+        single = node.kind == "single"
+        interp.env[name] = value[0] if single else value
+        interp.env[prob_name(name)] = probs[0] if single else probs
         return
     if P is None:
         interp.lp = interp.lp + marginalize_independent(U).log_marginal

@@ -119,9 +119,12 @@ def validate_marginal(lowered: LoweredModel, key=0, num_points: int = 3, rtol: f
         nonlocal worst
         worst = max(worst, check_agreement(a, b, what, rtol))
 
+    def shaped(n, codes):  # a scalar latent summed out ("single") is one position
+        v = jnp.asarray(codes, dtype=jnp.int32) + lay[n][1]
+        return v.reshape(()) if lowered.ir.variables[n].rank == 0 else v
+
     for i, u in enumerate(us):
-        values = {n: jnp.asarray(lo + rng.integers(0, K, T), dtype=jnp.int32)
-                  for n, (T, lo, K) in lay.items()}
+        values = {n: shaped(n, rng.integers(0, K, T)) for n, (T, lo, K) in lay.items()}
         b = float(direct(u, data, values))
         close(complete(u, data, values), b,
               "the summed-out factors at given discrete values against the model's density")
@@ -133,8 +136,7 @@ def validate_marginal(lowered: LoweredModel, key=0, num_points: int = 3, rtol: f
         u = us[0]
         names = list(lay)
         grids = [list(itertools.product(range(K), repeat=T)) for (T, lo, K) in lay.values()]
-        lps = [float(direct(u, data, {n: jnp.asarray(c, dtype=jnp.int32) + lay[n][1]
-                                      for n, c in zip(names, combo)}))
+        lps = [float(direct(u, data, {n: shaped(n, c) for n, c in zip(names, combo)}))
                for combo in itertools.product(*grids)]
         close(float(marginal(u, data)), float(jax.nn.logsumexp(jnp.asarray(lps))),
               "the marginal density against a brute-force sum over the discrete values")

@@ -154,3 +154,89 @@ def test_hmm_example_matches_posteriordb(shared_data):
     ours = {"mu": idata.posterior["mu"].values, "theta1": th[..., 0, :], "theta2": th[..., 1, :]}
     failures = compare_to_reference(ours, name, check_convergence=True)
     assert not failures, "\n".join(failures)
+
+
+CHANGE_POINT = """
+data N: int
+data y: int[N]
+data a: real
+data b: real
+e ~ gamma(a, b)
+l ~ gamma(a, b)
+s: int<lower=1, upper=N> ~ discrete_range(1, N)
+for t in 1:N {
+  y[t] ~ poisson(t < s ? e : l)
+}
+"""
+
+
+def _change_point_posterior(y, a, b):
+    """p(s | y) with both rates integrated out (gamma–Poisson conjugacy): independent of ppl."""
+    from scipy.special import gammaln
+    N = len(y)
+
+    def seg(ys):  # log ∫ Π poisson(y | r) gamma(r | a, b) dr, up to the y! terms
+        n, s = len(ys), float(np.sum(ys))
+        return a * np.log(b) - gammaln(a) + gammaln(a + s) - (a + s) * np.log(b + n)
+    lp = np.array([seg(y[:s - 1]) + seg(y[s - 1:]) for s in range(1, N + 1)])
+    return np.exp(lp - np.logaddexp.reduce(lp))
+
+
+def _change_point_data():
+    rng = np.random.default_rng(4)
+    y = np.r_[rng.poisson(3.0, 12), rng.poisson(0.8, 18)]
+    return y, {"N": 30, "y": y.tolist(), "a": 2.0, "b": 1.0}
+
+
+def test_a_scalar_discrete_latent_is_summed_out_exactly():
+    """The summed-out density against the program at given values of s and against the
+    brute-force sum over its 30 values, at random points."""
+    y, data = _change_point_data()
+    m = ppl.compile(CHANGE_POINT)
+    assert analyze(m.graph).plans["s"].kind == "single"
+    res = validate_marginal(m.lower(data, "nuts"), 0)
+    assert res["checked"] and res["brute_force"] and res["max_abs_diff"] < 1e-6, res
+
+
+@pytest.mark.slow
+def test_a_scalar_discrete_latent_is_summed_out_and_its_posterior_is_exact():
+    """The change point of Stan's manual, written as a draw (`s ~ discrete_range(1, N)`) instead
+    of the hand-written log_sum_exp: NUTS on the rates, s summed out, p(s | y) (the mean of the
+    conditional probabilities s_prob over the draws) against the closed form."""
+    y, data = _change_point_data()
+    m = ppl.compile(CHANGE_POINT)
+    idata = m.sample(data, chains=4, draws=300, warmup=300, seed=3)
+    est = idata.posterior["s_prob"].mean(("chain", "draw")).values
+    exact = _change_point_posterior(y, 2.0, 1.0)
+    # s_prob per draw varies with the rates; its mean over ~1000 effective draws has a Monte
+    # Carlo sd below 0.5/sqrt(1000) ≈ 0.016 for every value
+    assert np.max(np.abs(est - exact)) < 0.05, (est.round(3), exact.round(3))
+    assert abs(float(idata.posterior["s"].mean()) - float(np.sum(np.arange(1, 31) * exact))) < 1.0
+
+
+def test_a_summed_out_scalar_keeps_the_truncation_of_its_bounds():
+    """`s: int<lower=0, upper=5> ~ poisson(lam)` is a Poisson truncated to 0..5: its normaliser
+    depends on lam and stays in the summed-out density, in the program as written, and in the
+    numpyro reference (validate_marginal compares all three, and the brute-force sum)."""
+    m = ppl.compile("""
+data N: int
+data y: real[N]
+lam ~ gamma(2, 1)
+s: int<lower=0, upper=5> ~ poisson(lam)
+for t in 1:N {
+  y[t] ~ normal(s, 1)
+}
+""")
+    lowered = m.lower({"N": 5, "y": [1.0, 2.0, 1.5, 0.5, 2.2]}, "nuts")
+    res = validate_marginal(lowered, 0)
+    assert res["brute_force"] and res["max_abs_diff"] < 1e-6, res
+    # the density at lam = 1 (u = log 1): gamma(2, 1) prior, its log-Jacobian, and the sum over
+    # s of the truncated Poisson times the likelihood
+    from scipy import stats
+    y = np.array([1.0, 2.0, 1.5, 0.5, 2.2])
+    ks = np.arange(6)
+    trunc = stats.poisson.logpmf(ks, 1.0) - np.log(stats.poisson.cdf(5, 1.0))
+    lik = np.array([stats.norm.logpdf(y, k, 1).sum() for k in ks])
+    exact = stats.gamma.logpdf(1.0, 2) + 0.0 + np.logaddexp.reduce(trunc + lik)
+    np.testing.assert_allclose(float(lowered.log_density(jnp.zeros(1), lowered.data_arrays)), exact,
+                               rtol=1e-6)
