@@ -66,9 +66,14 @@ def worker_argv(system: str) -> list[str]:
     return [sys.executable, str(HERE / "workers" / "posteriordb.py")]
 
 
+STAN_CACHE: Path | None = None  # --stan-cache: httpstan's models kept (built ahead) there
+
+
 def spawn(system: str, name: str, cache_dir: Path, logs: Path) -> Worker:
     env = {k: v for k, v in os.environ.items() if k not in CACHE_ENV_VARS}
     env["JAX_PLATFORMS"] = "cpu"
+    if system == "stan" and STAN_CACHE is not None:
+        cache_dir = STAN_CACHE
     env["PPL_CACHE_DIR" if system == "ppl" else "XDG_CACHE_HOME"] = str(cache_dir)
     return Worker(worker_argv(system), env=env, name=f"{system}:{name}",
                   stderr_path=logs / f"{name}.{system}.log", inherit_env=False)
@@ -237,10 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--single-process", action="store_true",
                     help="one process per system and posterior: the cold one, kept for the "
                          "repetitions (no warm end-to-end figure; half the compilations)")
+    ap.add_argument("--stan-cache", type=Path, default=None,
+                    help="keep httpstan's built models in this folder (XDG_CACHE_HOME), e.g. "
+                         "built ahead by anchors/stan_prebuild.py: Stan's cold figures are then "
+                         "not cold (a loaded machine takes minutes per C++ build)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other posteriors already in --out (runs one at a time)")
     ap.add_argument("--out", type=Path, default=RESULTS / "posteriordb.json")
     a = ap.parse_args(argv)
+    global STAN_CACHE
+    STAN_CACHE = a.stan_cache
     cfg = {"chains": a.chains, "draws": a.draws, "warmup": a.warmup}
     names = a.posteriors or available_posteriors()
     unknown = [n for n in names if n not in available_posteriors()]
@@ -267,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in set(a.systems) - set(systems):
             print(f"  {s}: skipped — no program for {name}", flush=True)
         results[name] = run_posterior(name, systems, a, cfg, logs, a.seed + 100 * i)
+        results[name]["stan_build_cached"] = a.stan_cache is not None
         write_json_atomic(a.out, {"config": {**cfg, "reps": a.reps}, "machine": info,
                                   "load_at_end": None, "posteriors": results})
 
