@@ -51,7 +51,8 @@ from _common import (HERE, RESULTS, ROOT, SHARED_DATA, Worker, WorkerError,  # n
 POSTERIORDB = SHARED_DATA / "posteriordb"
 os.environ.setdefault("PPL_POSTERIORDB", str(POSTERIORDB))
 sys.path.insert(0, str(ROOT / "tests"))
-from oracles.posteriordb import available_posteriors, compare_to_reference, split_elements  # noqa: E402
+from oracles.posteriordb import (available_posteriors, compare_to_reference,  # noqa: E402
+                                 split_elements, worst_z)
 
 PORTS = ROOT / "examples" / "posteriordb"
 STAN_PROGRAMS = HERE / "anchors" / "posteriordb"
@@ -65,9 +66,14 @@ def worker_argv(system: str) -> list[str]:
     return [sys.executable, str(HERE / "workers" / "posteriordb.py")]
 
 
+STAN_CACHE: Path | None = None  # --stan-cache: httpstan's models kept (built ahead) there
+
+
 def spawn(system: str, name: str, cache_dir: Path, logs: Path) -> Worker:
     env = {k: v for k, v in os.environ.items() if k not in CACHE_ENV_VARS}
     env["JAX_PLATFORMS"] = "cpu"
+    if system == "stan" and STAN_CACHE is not None:
+        cache_dir = STAN_CACHE
     env["PPL_CACHE_DIR" if system == "ppl" else "XDG_CACHE_HOME"] = str(cache_dir)
     return Worker(worker_argv(system), env=env, name=f"{system}:{name}",
                   stderr_path=logs / f"{name}.{system}.log", inherit_env=False)
@@ -112,7 +118,9 @@ def assess(resp: dict, name: str) -> dict:
     rhat = {e: float(az.rhat(d)) for e, d in elements.items()}
     failures = compare_to_reference(draws, name, check_convergence=True)
     worst = min(ess, key=ess.get)
+    z, z_at = worst_z(draws, name)
     return {"sample_s": resp["sample_s"], "divergences": resp["divergences"],
+            "worst_z": z, "worst_z_at": z_at,
             "ess_bulk_min": ess[worst], "ess_bulk_min_at": worst,
             "ess_per_s": ess[worst] / resp["sample_s"], "rhat_max": max(rhat.values()),
             "failures": failures}
@@ -126,11 +134,18 @@ def run_posterior(name: str, systems: list[str], a, cfg: dict, logs: Path, seed:
         for s in systems:
             r = res["systems"][s] = {}
             try:
-                print(f"  [cold] {s} …", flush=True)
-                r["cold"], _, _ = one_process(s, name, cache_root / s, logs, seed, cfg, a.timeout)
-                print(f"  [warm] {s} …", flush=True)
-                r["warm"], workers[s], first = one_process(s, name, cache_root / s, logs,
-                                                           seed + 1, cfg, a.timeout, keep=True)
+                if a.single_process:  # the cold process stays for the repetitions
+                    print(f"  [cold, kept] {s} …", flush=True)
+                    r["cold"], workers[s], first = one_process(s, name, cache_root / s, logs,
+                                                               seed, cfg, a.timeout, keep=True)
+                else:
+                    print(f"  [cold] {s} …", flush=True)
+                    r["cold"], _, _ = one_process(s, name, cache_root / s, logs, seed, cfg,
+                                                  a.timeout)
+                    print(f"  [warm] {s} …", flush=True)
+                    r["warm"], workers[s], first = one_process(s, name, cache_root / s, logs,
+                                                               seed + 1, cfg, a.timeout,
+                                                               keep=True)
                 if a.reps == 0:
                     r["reps"] = [dict(assess(first, name), round=0, warm_first_sample=True)]
             except Unsupported as e:
@@ -179,6 +194,7 @@ def run_posterior(name: str, systems: list[str], a, cfg: dict, logs: Path, seed:
             "ess_bulk_min": median([x["ess_bulk_min"] for x in reps]),
             "ess_per_s": median([x["ess_per_s"] for x in reps]),
             "rhat_max": max(x["rhat_max"] for x in reps),
+            "worst_z": max(x["worst_z"] for x in reps),
             "divergences": float(np.mean([x["divergences"] for x in reps])),
             "matches": sum(not x["failures"] for x in reps),
             "runs": len(reps),
@@ -223,8 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--markdown", action="store_true", help="also print the table as markdown")
+    ap.add_argument("--single-process", action="store_true",
+                    help="one process per system and posterior: the cold one, kept for the "
+                         "repetitions (no warm end-to-end figure; half the compilations)")
+    ap.add_argument("--stan-cache", type=Path, default=None,
+                    help="keep httpstan's built models in this folder (XDG_CACHE_HOME), e.g. "
+                         "built ahead by anchors/stan_prebuild.py: Stan's cold figures are then "
+                         "not cold (a loaded machine takes minutes per C++ build)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other posteriors already in --out (runs one at a time)")
     ap.add_argument("--out", type=Path, default=RESULTS / "posteriordb.json")
     a = ap.parse_args(argv)
+    global STAN_CACHE
+    STAN_CACHE = a.stan_cache
     cfg = {"chains": a.chains, "draws": a.draws, "warmup": a.warmup}
     names = a.posteriors or available_posteriors()
     unknown = [n for n in names if n not in available_posteriors()]
@@ -238,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     results: dict[str, dict] = {}
+    if a.merge and a.out.exists():
+        import json  # noqa: PLC0415
+
+        results = {k: v for k, v in json.loads(a.out.read_text()).get("posteriors", {}).items()
+                   if k not in names}
     for i, name in enumerate(names):
         print(f"[{i + 1}/{len(names)}] {name} (load {os.getloadavg()[0]:.2f})", flush=True)
         systems = [s for s in a.systems
@@ -246,11 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         for s in set(a.systems) - set(systems):
             print(f"  {s}: skipped — no program for {name}", flush=True)
         results[name] = run_posterior(name, systems, a, cfg, logs, a.seed + 100 * i)
+        results[name]["stan_build_cached"] = a.stan_cache is not None
         write_json_atomic(a.out, {"config": {**cfg, "reps": a.reps}, "machine": info,
                                   "load_at_end": None, "posteriors": results})
 
     headers = ["posterior", "system", "status", "sampling s", "min bulk ESS", "ESS/s",
-               "max R-hat", "div", "cold e2e s", "warm e2e s"]
+               "max R-hat", "worst z", "div", "cold e2e s", "warm e2e s"]
     rows = []
     for name, res in results.items():
         for s, r in res["systems"].items():
@@ -259,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([name, s, status(r),
                          (fmt(sm["sampling_s"]) + star) if sm else None,
                          sm.get("ess_bulk_min"), sm.get("ess_per_s"), sm.get("rhat_max"),
-                         sm.get("divergences"), sm.get("cold_end_to_end_s"),
+                         sm.get("worst_z"), sm.get("divergences"), sm.get("cold_end_to_end_s"),
                          sm.get("warm_end_to_end_s")])
     print()
     print(table(headers, rows))

@@ -34,6 +34,12 @@ import stan  # noqa: E402
 import httpstan  # noqa: E402
 
 import _pystan  # noqa: E402
+import aiohttp.client  # noqa: E402
+
+# pystan talks to its in-process httpstan server through an aiohttp session with aiohttp's
+# default 5-minute total timeout: on a loaded 2-core machine one C++ build takes longer, and
+# stan.build then fails with TimeoutError. The build is what is being waited for: no limit.
+aiohttp.client.DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=60)
 
 IMPORT_S = time.perf_counter() - t0
 

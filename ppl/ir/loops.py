@@ -84,12 +84,32 @@ def _lag(read_index, write_index, var) -> int:
     return 0
 
 
-def plan(var: str, body: Tuple[N.Stmt, ...], outer: Set[str]) -> N.LoopPlan:
+def _disjoint(a: tuple, b: tuple) -> bool:
+    """Whether two index tuples can never name the same element: distinct integer constants
+    at some position (x[1, j] against x[2, k])."""
+    return len(a) == len(b) and any(
+        isinstance(i, N.Const) and isinstance(j, N.Const) and i.type == j.type == "int"
+        and i.value != j.value for i, j in zip(a, b))
+
+
+def plan(var: str, body: Tuple[N.Stmt, ...], outer: Set[str], fresh: bool = False) -> N.LoopPlan:
     """The plan of `for var in …: body`; `outer`: names defined before the loop (top-level
-    variables and enclosing locals), which a vectorised loop must not replace whole."""
+    variables and enclosing locals), which a vectorised loop must not replace whole.
+
+    `fresh`: also let iterations be independent when they only share (a) arrays declared at the
+    top of the body (`acc: real[K]`: a new one each iteration) and (b) elements read at
+    constant indices no write of the loop can reach (x[1, j] read, x[2, k] written) — used for
+    the loops inside a body whose rows were windowed (ppl/lower/interpreter.py)."""
     if any(isinstance(x, N.Return) for s in body for x in walk(s)):
         return N.LoopPlan("unroll", "unroll")
     evs = events(body)
+    if fresh:
+        declared = {s.name for s in body if isinstance(s, N.Declare)}
+        first = {}
+        for op, name, index, when in evs:
+            first.setdefault(name, (op, index))
+        local = {n for n in declared if first.get(n) == ("write", ())}
+        evs = [e for e in evs if e[1] not in local]
     carried = {"density": set(), "sample": set()}
     lags = set()
     for mode in ("density", "sample"):
@@ -114,6 +134,8 @@ def plan(var: str, body: Tuple[N.Stmt, ...], outer: Set[str]) -> N.LoopPlan:
             if name not in write_index:
                 continue
             if name not in seen or write_index[name] != index:
+                if fresh and _disjoint(index, write_index[name]):
+                    continue
                 c.add(name)
                 lag = _lag(index, write_index[name], var)
                 if lag:

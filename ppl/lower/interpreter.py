@@ -3,7 +3,9 @@
 One interpreter serves every lowering: what happens at the random sites (values from a layout,
 draws with a key, given values, masks, numpyro sites …) is decided by the handlers
 (ppl/lower/handlers.py), not by modes. Loops follow their IR plans: independent iterations run
-as one `vmap`, recurrences as a `lax.scan` carrying what they write; which plan applies depends
+as one `vmap`, recurrences as a `lax.scan` carrying what they write (an array the loop fills
+row by row, `gamma[t, k]` from `gamma[t - 1, j]`, as a window of its last rows, the rows handed
+out as the scan's outputs: a step then costs a row, not the array); which plan applies depends
 on whether the values the loop's `~` statements write are given (a density) or drawn. `if` on a
 traced condition evaluates both branches under masks and selects.
 
@@ -19,6 +21,7 @@ the observed variables' shapes.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import itertools
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -33,8 +36,9 @@ from ..builtins.distributions import DISTRIBUTIONS, static_support
 from ..builtins.functions import ELEMENTWISE, FUNCTIONS
 from ..ir import nodes as N
 from ..ir.loops import events
+from ..ir.loops import plan as plan_loop
 from ..syntax.errors import PPLError
-from ..syntax.visit import walk
+from ..syntax.visit import transform, walk
 from . import ode
 from . import padded as P
 from .handlers import Mask, Site, apply
@@ -655,46 +659,101 @@ class Interpreter:
             self.env[name] = base.at[idx].set(vals)
 
     def _loop_scan(self, s: N.Loop, lo, hi, limit=None):
-        carried = sorted({n for op, n, _, _ in events(s.body) if op == "write" and n in self.env})
+        # arrays the loop fills row by row (x[t, …] written, x[t - c, …] read) are carried as a
+        # window of their last rows and handed out row by row, not carried whole: carrying the
+        # whole array makes every step (and its gradient) cost the array's size
+        lags = self._row_windows(s, lo, hi) if limit is None else {}
+        body = _windowed_body(s, lags) if lags else s.body
+        carried = sorted({n for op, n, _, _ in events(s.body)
+                          if op == "write" and n in self.env and n not in lags})
         outer_env = self.env
         overrides = self.overrides
+        whole = {n: jnp.asarray(self.env[n]) for n in lags}
 
-        def step(carry, t):
+        def step(carry, xs):
+            state, windows = carry
+            t, current = xs
             env = dict(outer_env)
-            env.update(carry)
+            env.update(state)
+            for n, lag in lags.items():  # rows t - lag … t - 1, then row t as it stands
+                env[_window_name(n)] = jnp.concatenate([windows[n], current[n][None]], axis=0)
             env[s.var] = t
             active = None if limit is None else t <= limit
             c = self.child(env, None if active is None else self.handlers + (Mask(active),))
             c.indices = self.indices + (t,)
             c.overrides = dict(overrides)
             c.locals = dict(self.locals)
-            c.run(s.body)
+            c.run(body)
             new = {n: c.env[n] for n in carried}
+            filled = {n: jnp.asarray(c.env[_window_name(n)], dtype=whole[n].dtype) for n in lags}
             valid, records = c.valid, c.records
             if active is not None:  # iterations beyond the size change nothing
                 new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new,
-                                             {n: carry[n] for n in carried})
+                                             {n: state[n] for n in carried})
                 valid = jnp.where(active, valid, True)
                 records = {k: jnp.where(active, v, True) for k, v in records.items()}
             pointwise[:] = [n for n, _, _ in c.pointwise]
-            return new, (c.lp, valid, records, [(p, v) for _, p, v in c.pointwise])
+            return ((new, {n: w[1:] for n, w in filled.items()}),
+                    (c.lp, valid, records, [(p, v) for _, p, v in c.pointwise],
+                     {n: w[-1] for n, w in filled.items()}))
 
         pointwise: List[str] = []  # the observed names of the iterations' pointwise terms
 
         init = {n: self.env[n] if isinstance(self.env[n], Padded) else jnp.asarray(self.env[n])
                 for n in carried}
+        windows = {n: whole[n][lo - 1 - lag:lo - 1] for n, lag in lags.items()}
         ts = jnp.arange(lo, hi + 1)
-        out_shapes = jax.eval_shape(lambda c, t: step(c, t)[0], init, ts[0])
+        current = {n: whole[n][lo - 1:hi] for n in lags}
+        out_shapes = jax.eval_shape(lambda c, x: step(c, x)[0][0], (init, windows),
+                                    (ts[0], {n: v[0] for n, v in current.items()}))
         init = {n: init[n] if isinstance(init[n], Padded) else
                 jnp.broadcast_to(init[n], out_shapes[n].shape).astype(out_shapes[n].dtype)
                 for n in carried}
-        final, (lps, valid, records, terms) = jax.lax.scan(step, init, ts)
+        (final, _), (lps, valid, records, terms, rows) = jax.lax.scan(step, (init, windows),
+                                                                     (ts, current))
         self.pointwise += [(n, p, v) for n, (p, v) in zip(pointwise, terms)]
         self.env.update(final)
+        for n in lags:
+            self.env[n] = whole[n].at[lo - 1:hi].set(rows[n])
         self.lp = self.lp + jnp.sum(lps)
         self.valid = self.valid & jnp.all(valid)
         for k, v in records.items():
             self._record(k, jnp.all(v))
+
+    def _row_windows(self, s: N.Loop, lo, hi) -> Dict[str, int]:
+        """The arrays `for t in lo:hi` fills row by row, with the furthest lag each is read at:
+        every write `x[t, …] = …` (by `=`, not `~`), every read `x[t, …]` or `x[t - c, …]`
+        (c a constant ≥ 1, rows lo - c … hi existing), no whole read or write of x."""
+        if self.elem_writes is not None or any(
+                not isinstance(x, (N.Let, N.Draw, N.Factor, N.Loop, N.Branch, N.Declare))
+                for st in s.body for x in walk(st) if isinstance(x, N.Stmt)):
+            return {}
+        evs = events(s.body)
+        # a `~` target keeps its name: its value is drawn, given or observed there
+        drawn = {x.target.name for st in s.body for x in walk(st) if isinstance(x, N.Draw)}
+        overridden = {k[0] for k in self.overrides}
+        out = {}
+        for name in sorted({n for op, n, _, _ in evs if op == "write"} - drawn - overridden):
+            base = self.env.get(name)
+            if base is None or isinstance(base, (Padded, Indexable)) or not hasattr(base, "shape") \
+                    or jnp.ndim(base) == 0:
+                continue
+            lag, ok = 0, True
+            for op, n, idx, _ in evs:
+                if n != name:
+                    continue
+                first = idx[0] if idx else None
+                if isinstance(first, N.Ref) and first.name == s.var:
+                    continue
+                c = _lag_of(first, s.var)
+                if op == "read" and c:
+                    lag = max(lag, c)
+                    continue
+                ok = False
+                break
+            if ok and lo - lag >= 1 and hi <= jnp.shape(base)[0]:
+                out[name] = lag
+        return out
 
     # ------------------------------------------------------------ if / else
     def _branch(self, s: N.Branch):
@@ -978,6 +1037,55 @@ class FunctionInterpreter(Interpreter):
                 continue
             self.stmt(s)
         return None, False
+
+
+def _window_name(name: str) -> str:
+    return name + "\x00rows"  # no program name can contain NUL
+
+
+def _lag_of(e, var: str) -> int:
+    """c for an index written `var - c` (c a constant ≥ 1), else 0."""
+    if isinstance(e, N.Binary) and e.op == "-" and isinstance(e.left, N.Ref) and \
+            e.left.name == var and isinstance(e.right, N.Const) and \
+            isinstance(e.right.value, (int, np.integer)) and not isinstance(e.right.value, bool) \
+            and e.right.value >= 1:
+        return int(e.right.value)
+    return 0
+
+
+def _windowed_body(s: N.Loop, lags: Dict[str, int]):
+    """The body of `s` reading and writing the windows of `lags`' arrays: `x[t, …]` becomes
+    row lag + 1 of the window, `x[t - c, …]` row lag + 1 - c."""
+    def slot(first):
+        return N.Const(first.span, lags_of[0] + 1 - _lag_of(first, s.var), "int")
+
+    def fn(node):
+        if isinstance(node, N.Index) and isinstance(node.base, N.Ref) and node.base.name in lags:
+            lags_of[0] = lags[node.base.name]
+            return dataclasses.replace(
+                node, base=dataclasses.replace(node.base, name=_window_name(node.base.name)),
+                indices=(slot(node.indices[0]),) + tuple(node.indices[1:]))
+        if isinstance(node, N.LValue) and node.name in lags and node.indices:
+            lags_of[0] = lags[node.name]
+            return dataclasses.replace(node, name=_window_name(node.name),
+                                       indices=(slot(node.indices[0]),) + tuple(node.indices[1:]))
+        if isinstance(node, N.Loop) and node.plan.density != "unroll":
+            # planned again (inner loops first: transform goes bottom up): an inner loop that
+            # fills row t from row t - 1 (`gamma[t, k]` from `gamma[t - 1, j]`) now reads and
+            # writes distinct window rows, so its iterations may be independent. A loop whose
+            # body holds a scan stays as planned (a vectorised body passes out its own element
+            # writes only).
+            nested = [x for st in node.body for x in walk(st) if isinstance(x, N.Loop)]
+            if all(x.plan.density == x.plan.sample == "vectorize" for x in nested):
+                new = plan_loop(node.var, node.body, names, fresh=True)
+                return dataclasses.replace(node, plan=dataclasses.replace(
+                    node.plan, density="vectorize" if new.density == "vectorize" else node.plan.density,
+                    sample="vectorize" if new.sample == "vectorize" else node.plan.sample))
+        return node
+
+    lags_of = [0]
+    names = {n for _, n, _, _ in events(s.body)} | {_window_name(n) for n in lags}
+    return tuple(transform(x, fn) for x in s.body)
 
 
 def _slices_as_arrays(idx, shape):

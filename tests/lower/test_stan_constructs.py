@@ -150,6 +150,77 @@ target += log_sum_exp(gamma[N])
         g = np.array([np.logaddexp.reduce(g + np.log(T[:, k]) + stats.norm.logpdf(y[t], mu[k], 1))
                       for k in range(2)])
     assert float(low.log_density(u, low.data_arrays)) == pytest.approx(np.logaddexp.reduce(g), rel=1e-10)
+    # one scan over t carrying gamma's last row; the loops over k and j vectorised inside it
+    carries = _scan_carries(jax.make_jaxpr(lambda v: low.log_density(v, low.data_arrays))(u).jaxpr)
+    assert carries and all(int(np.prod(c)) <= 2 for c in carries), carries
+
+
+def _scan_carries(jaxpr):
+    """Shapes of every lax.scan carry in a jaxpr, nested ones included."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            p = eqn.params
+            out += [v.aval.shape for v in
+                    eqn.invars[p["num_consts"]:p["num_consts"] + p["num_carry"]]]
+        for v in eqn.params.values():
+            for sub in (v if isinstance(v, (tuple, list)) else (v,)):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                if hasattr(sub, "eqns"):
+                    out += _scan_carries(sub)
+    return out
+
+
+ROWS = """
+data N: int
+data y: real[N]
+param a: real
+x: real[N, 2]
+x[1, 1] = y[1]
+x[1, 2] = 0.5
+x[2, 1] = y[2]
+x[2, 2] = a
+for t in 3:N {                         # set before the recursion, which reads row t as it
+  x[t, 2] = 0.1 * t                    # stands before overwriting it
+}
+best: int[N]
+for t in 3:N {
+  x[t, 1] = a * x[t - 1, 1] - 0.3 * x[t - 2, 2] + x[t, 2]
+  for k in 2:2 {
+    x[t, k] = x[t, 1] + x[t - 2, 1]
+  }
+  best[t] = x[t, 1] > x[t - 1, 1] ? t : 1
+}
+target += normal_lpdf(y | x[:, 1] + x[:, 2], 1) + best[N]
+"""
+
+
+def test_rows_filled_by_a_recursion_are_carried_as_a_window():
+    """A loop that fills x row by row (x[t] from x[t-1] and x[t-2], and row t as it stood
+    before the loop) against NumPy, value and gradient; the scans carry a window of at most
+    the last three rows (lag 2 and the current row), not the whole x."""
+    y = np.array([0.3, -1.2, 0.8, 2.0, 1.1, -0.4])
+    low = lowered(ROWS, {"N": len(y), "y": y.tolist()})
+    u = at(low, 2)
+    a = float(u[0])
+    x = np.full((len(y), 2), np.nan)
+    x[0] = y[0], 0.5
+    x[1] = y[1], a
+    x[2:, 1] = 0.1 * np.arange(3, len(y) + 1)
+    best = np.zeros(len(y), int)
+    for t in range(2, len(y)):
+        x[t, 0] = a * x[t - 1, 0] - 0.3 * x[t - 2, 1] + x[t, 1]
+        x[t, 1] = x[t, 0] + x[t - 2, 0]
+        best[t] = t + 1 if x[t, 0] > x[t - 1, 0] else 1
+    expected = stats.norm.logpdf(y, x[:, 0] + x[:, 1], 1).sum() + best[-1]
+    density = lambda v: low.log_density(v, low.data_arrays)  # noqa: E731
+    assert float(density(u)) == pytest.approx(expected, rel=1e-10)
+    eps = 1e-6
+    numeric = (float(density(u + eps)) - float(density(u - eps))) / (2 * eps)
+    assert float(jax.grad(density)(u)[0]) == pytest.approx(numeric, rel=1e-5)
+    carries = _scan_carries(jax.make_jaxpr(density)(u).jaxpr)
+    assert carries, "the loop over t should run as a scan"
+    assert all(int(np.prod(c)) <= 3 * 2 for c in carries), carries
 
 
 def test_rows_cols_dims_are_sizes():

@@ -229,3 +229,23 @@ def compare_to_reference(
             if not ess > min_ess:
                 failures.append(f"{element}: bulk ESS {ess:.0f} ≤ {min_ess:g}")
     return failures
+
+
+def worst_z(ours: Mapping[str, np.ndarray], ref_name: str) -> tuple[float, str]:
+    """The largest |ours − reference| / sqrt(mcse_ours² + mcse_ref²) over every reference
+    element and the four statistics `compare_to_reference` checks (mean, sd, q05, q95), and
+    where ("theta[3] sd"); `compare_to_reference` passes these when it is ≤ 4."""
+    ours_elements = split_elements(ours)
+    worst, at = 0.0, ""
+    for element, ref in reference_summary(ref_name).items():
+        if element not in ours_elements:
+            return math.inf, f"{element} missing"
+        mine = summarize_draws(ours_elements[element])
+        for stat in ("mean", "sd", "q05", "q95"):
+            scale = math.hypot(mine["mcse_" + stat], ref["mcse_" + stat])
+            difference = abs(mine[stat] - ref[stat])
+            z = difference / scale if scale > 0 else (0.0 if difference == 0 else math.inf)
+            z = math.inf if math.isnan(z) else z
+            if z > worst or not at:
+                worst, at = z, f"{element} {stat}"
+    return worst, at
