@@ -79,38 +79,40 @@ def test_language_split_equals_the_hand_written_involution_and_rg_jacobian(small
     model, data = program.model, lowered.data_arrays
     um = _user(program).user
     ref = normal_mixture_split_merge(model, "k", "w", "mu", precisions="tau")
-    keys = jax.random.split(jax.random.PRNGKey(11), 12)
-    checked = 0
-    for key in keys:
+    k_max = SMALL["k_max"]
+
+    def one(key):
         x = clean(model, model.init(key, data))
-        k = int(x["k"])
-        if k >= SMALL["k_max"]:
-            continue
-        j = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, k))
+        k = x["k"]
+        j = jax.random.randint(jax.random.fold_in(key, 1), (), 0, jnp.maximum(k, 1))
         u = jax.random.uniform(jax.random.fold_in(key, 2), (3,), minval=0.05, maxval=0.95)
-        values = {"split": jnp.int32(1), "j": jnp.int32(j + 1), "u1": u[0], "u2": u[1], "u3": u[2]}
-        active = {n: jnp.bool_(True) for n in values}
-        aux = um._encode(values, active)
+        values = {"split": jnp.int32(1), "j": (j + 1).astype(jnp.int32), "u1": u[0], "u2": u[1], "u3": u[2]}
+        aux = um._encode(values, {n: jnp.bool_(True) for n in values})
         x2, a2 = um.apply(x, aux, data)
-        ref_aux = Aux(jnp.array([UP, j], jnp.int32), u, jnp.int32(3))
+        ref_aux = Aux(jnp.stack([UP, j]).astype(jnp.int32), u, jnp.int32(3))
         y2, _ = ref.apply(x, ref_aux, data)
         x2, y2 = clean(model, x2), clean(model, y2)
-        assert int(x2["k"]) == int(y2["k"]) == k + 1
-        for name in ("w", "mu", "tau"):
-            np.testing.assert_allclose(np.asarray(x2[name])[:k + 1], np.asarray(y2[name])[:k + 1],
-                                       rtol=1e-10, atol=1e-12)
-        assert int(a2.n_u) == 0
         ld, status = auto_log_jacobian(model, um.involution, x, aux, data)
-        assert int(status) == 0
-        np.testing.assert_allclose(float(ld), float(ref.log_jacobian(x, ref_aux, data)), rtol=1e-8, atol=1e-8)
-        # log q: split probability, 1/k for j, Beta(2,2)² Beta(1,1) for u; merge: 1/k at k + 1
-        np.testing.assert_allclose(float(um.log_q(aux, x, data)), float(ref.log_q(ref_aux, x, data)),
-                                   rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(float(um.log_q(a2, clean(model, x2), data)),
-                                   float(ref.log_q(Aux(jnp.array([1, j], jnp.int32), jnp.zeros(3), jnp.int32(0)),
-                                                   y2, data)), rtol=1e-10, atol=1e-10)
-        checked += 1
-    assert checked >= 5
+        back = Aux(jnp.stack([1, j]).astype(jnp.int32), jnp.zeros(3), jnp.int32(0))
+        return dict(k=k, k2=x2["k"], ky=y2["k"], x2={n: x2[n] for n in ("w", "mu", "tau")},
+                    y2={n: y2[n] for n in ("w", "mu", "tau")}, n_u=a2.n_u, ld=ld, status=status,
+                    ld_ref=ref.log_jacobian(x, ref_aux, data),
+                    lq=um.log_q(aux, x, data), lq_ref=ref.log_q(ref_aux, x, data),
+                    lq_back=um.log_q(a2, x2, data), lq_back_ref=ref.log_q(back, y2, data))
+    r = jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(11), 16)))
+    keep = r["k"] < k_max
+    assert keep.sum() >= 5
+    assert np.all(r["k2"][keep] == r["k"][keep] + 1) and np.all(r["ky"][keep] == r["k"][keep] + 1)
+    for i in np.flatnonzero(keep):
+        n = int(r["k"][i]) + 1
+        for name in ("w", "mu", "tau"):
+            np.testing.assert_allclose(r["x2"][name][i][:n], r["y2"][name][i][:n], rtol=1e-10, atol=1e-12)
+    assert np.all(r["n_u"][keep] == 0) and np.all(r["status"][keep] == 0)
+    # the automatic Jacobian of the language's map = RG's closed form
+    np.testing.assert_allclose(r["ld"][keep], r["ld_ref"][keep], rtol=1e-8, atol=1e-8)
+    # log q: split probability, 1/k for j, Beta(2,2)² Beta(1,1) for u; merge: 1/k at k + 1
+    np.testing.assert_allclose(r["lq"][keep], r["lq_ref"][keep], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(r["lq_back"][keep], r["lq_back_ref"][keep], rtol=1e-10, atol=1e-10)
 
 
 NOT_AN_INVOLUTION = """
@@ -162,7 +164,7 @@ def test_a_move_that_is_not_an_involution_is_refused_at_its_name():
 GROWS_FROM_NOTHING = """
 move grow(weight = 0.5) {
   propose {
-    up ~ bernoulli(k == 1 ? 1.0 : (k == k_max ? 0.0 : 0.5))
+    up ~ bernoulli(1.0)
   }
   involution {
     if up == 1 {
@@ -178,8 +180,10 @@ move grow(weight = 0.5) {
 
 
 def test_a_move_whose_jacobian_is_not_square_is_refused():
-    """k → k ± 1 with nothing to fill the new coordinates: h∘h = id holds, but (x, u) and
-    (x′, u′) have different counts of continuous coordinates."""
+    """k → k + 1 with nothing to fill the new coordinates (always proposed upwards, so h∘h = id
+    holds at the points it is tried; a move that also shrank would lose the removed values and
+    fail the round trip first): (x, u) and (x′, u′) have different counts of continuous
+    coordinates, so the Jacobian is not square."""
     with pytest.raises(PPLError) as e:
         _build(GALAXY + GROWS_FROM_NOTHING, SMALL, "galaxy.ppl")
     assert 'move "grow"' in e.value.message and "Jacobian" in e.value.message
@@ -214,6 +218,7 @@ def scale_run():
     return program
 
 
+@pytest.mark.slow  # a chain: 4 × 4500 iterations, and its compilation
 def test_fixed_dimension_move_with_a_jacobian_keeps_the_prior(scale_run):
     res = scale_run.result
     assert res.acceptance()["scale"] > 0.3
