@@ -16,6 +16,9 @@ Systems (same model, same data, same constants):
 * ``ppl-rw-sm`` — birth/death + split/merge + random walk (1:1:1).
 * ``ppl-lang-rw``, ``ppl-lang-nuts`` — the `mhg` pass on examples/galaxy.ppl (the padded model
   read from the language's IR) with the random-walk / NUTS mix.
+* ``ppl-lang-sm-rw``, ``ppl-lang-sm-nuts`` — the same with the stdlib split/merge written in the
+  language (`move split_merge_precision(k, w, mu, tau, k_max)` added to galaxy.ppl; weights
+  1:1:1 with birth/death and the within move).
 
 ppl's padded model is the hand-written one of the tests (tests/algorithms/mhg_models.py) until
 the language lowers `examples/galaxy.ppl` to it: `ppl_sampler` is the one place to adapt.
@@ -42,7 +45,10 @@ sys.path.insert(0, str(HERE))
 from _common import (RESULTS, ROOT, Worker, machine_info, median, table,  # noqa: E402
                      write_json_atomic)
 
-ALL_SYSTEMS = ["numpy", "ppl-rw", "ppl-nuts", "ppl-sm", "ppl-rw-sm", "ppl-lang-rw", "ppl-lang-nuts"]
+ALL_SYSTEMS = ["numpy", "ppl-rw", "ppl-nuts", "ppl-sm", "ppl-rw-sm", "ppl-lang-rw", "ppl-lang-nuts",
+               "ppl-lang-sm-rw", "ppl-lang-sm-nuts"]
+# the line that adds Richardson & Green's split/merge (stdlib/mixtures.ppl) to examples/galaxy.ppl
+SPLIT_MERGE_LINE = "move split_merge_precision(k, w, mu, tau, k_max)\n"
 
 
 def load_avg():
@@ -59,10 +65,12 @@ def ppl_sampler(system: str):
     sys.path.insert(0, str(ROOT / "tests" / "algorithms"))
     import mhg_models  # noqa: PLC0415
 
-    within = "random_walk" if system.startswith("ppl-rw") or system == "ppl-lang-rw" else "nuts"
+    within = "random_walk" if system.startswith("ppl-rw") or system.endswith("-rw") else "nuts"
     if system.startswith("ppl-lang"):  # the model as the user writes it: examples/galaxy.ppl
         from ppl.passes.mhg import MHGPass  # noqa: PLC0415
-        lowered = ppl.load(ROOT / "examples" / "galaxy.ppl").lower(
+        path = ROOT / "examples" / "galaxy.ppl"
+        source = path.read_text() + (SPLIT_MERGE_LINE if "-sm-" in system else "")
+        lowered = ppl.compile(source, str(path)).lower(
             str(ROOT.parent / "shared" / "data" / "rjmcmc" / "galaxy.json"), "mhg")
         program = MHGPass().build(lowered, {"within": within})
         return program.sampler, lowered.data_arrays

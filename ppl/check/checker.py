@@ -21,6 +21,7 @@ from ..syntax import ast as A
 from ..syntax.errors import PPLCheckError, Warning_, did_you_mean, source_line
 from ..syntax.parser import parse, recursion_headroom
 from ..syntax.visit import walk
+from .moves import CheckedMove, MoveChecks
 from .process import ProcessChecks
 from .types import (
     BASE_TYPES,
@@ -34,7 +35,7 @@ from .types import (
 )
 
 KEYWORDS = {"data", "param", "for", "in", "if", "else", "def", "return", "import", "generated",
-            "target", "true", "false"}
+            "target", "true", "false", "move"}
 
 
 @dataclass
@@ -60,6 +61,7 @@ class CheckedProgram:
     functions: Dict[str, A.FunDef]
     warnings: List[Warning_]
     imports: List[str]
+    moves: List[CheckedMove] = field(default_factory=list)  # user-written moves (check/moves.py)
 
     def names(self, kind: str) -> List[str]:
         return [n for n, v in self.variables.items() if v.kind == kind]
@@ -73,7 +75,7 @@ def stdlib_path() -> Path:
     return here.parent / "stdlib"
 
 
-class Checker(ProcessChecks):
+class Checker(ProcessChecks, MoveChecks):
     def __init__(self, program: A.Program):
         self.program = program
         self.vars: Dict[str, VarInfo] = {}
@@ -105,23 +107,26 @@ class Checker(ProcessChecks):
 
     # ------------------------------------------------------------ entry
     def run(self) -> CheckedProgram:
-        body = []
+        body, moves = [], []
         for s in self.program.body:
             if isinstance(s, A.Import):
                 self._import(s)
             elif isinstance(s, A.FunDef):
                 self._fundef(s)
+            elif isinstance(s, A.MoveDef):
+                moves.append(s)  # checked after the model: a move reads all of it
             else:
                 body.append(s)
         self._collect_definitions(body)
         self.data_only = DataOnly(body)
         for s in body:
             self._stmt(s, self.globals, loop_depth=0, in_generated=False)
+        checked_moves = self._check_moves(moves)  # ppl/check/moves.py
         self._finish()
         for v in self.vars.values():
             v.data_only = v.kind == "deterministic" and self.data_only(v.name)
         return CheckedProgram(self.program, tuple(body), self.vars, self.funs, self.warnings,
-                              self.imports)
+                              self.imports, checked_moves)
 
     def _finish(self):
         self._process_finish()  # ppl/check/process.py
@@ -162,9 +167,11 @@ class Checker(ProcessChecks):
                 sub._fundef(ms)
             elif isinstance(ms, A.Import):
                 self._import(ms)
+            elif isinstance(ms, A.MoveDef):
+                self._move_template(ms, Checker(mod))  # ppl/check/moves.py
             else:
-                raise PPLCheckError("a standard-library module may only define functions", ms.span,
-                                    None, mod.source, mod.filename)
+                raise PPLCheckError("a standard-library module may only define functions and moves",
+                                    ms.span, None, mod.source, mod.filename)
         self.imports.append(s.module)
 
     def _fundef(self, f: A.FunDef):
@@ -343,6 +350,8 @@ class Checker(ProcessChecks):
             raise self.err("functions must be defined at the top level", s.span)
         elif isinstance(s, A.Import):
             raise self.err("import must be at the top level", s.span)
+        elif isinstance(s, A.MoveDef):
+            raise self.err("a move must be defined at the top level", s.span)
         else:  # pragma: no cover
             raise self.err(f"unsupported statement {type(s).__name__}", s.span)
 

@@ -15,6 +15,7 @@ from ..check.types import CONSTRAINED_TYPES, Scope
 from ..syntax import ast as A
 from ..syntax.parser import recursion_headroom
 from ..syntax.visit import walk
+from . import moves as MV
 from . import nodes as N
 from .loops import plan as plan_loop
 
@@ -38,8 +39,54 @@ class Builder:
         top = Scope()
         body = self._block(self.ck.body, top, generated=False)
         variables = {name: self._variable(name) for name in self.variables}
+        moves = tuple(self._move(m) for m in self.ck.moves)
         prog = self.ck.program
-        return N.ModelIR(variables, functions, body, prog.source, prog.filename)
+        return N.ModelIR(variables, functions, body, prog.source, prog.filename, moves=moves)
+
+    # ------------------------------------------------------------ user-written moves
+    def _move(self, m) -> MV.Move:
+        """A checked move (ppl/check/moves.py) → `ppl.ir.moves.Move`."""
+        scope = Scope()
+        for name in m.aux:
+            scope.names[name] = "aux"
+        propose = self._move_block(m.decl.propose, Scope(scope))
+        involution = self._move_block(m.decl.involution, Scope(scope))
+        aux = tuple(MV.AuxVar(n, d) for n, d in m.aux.items())
+        return MV.Move(m.name, m.weight, propose, involution, aux, m.writes, m.span, m.name_span,
+                       m.module)
+
+    def _move_block(self, body, scope) -> Tuple[N.Stmt, ...]:
+        out = []
+        for s in body:
+            if isinstance(s, A.Sample):
+                out.append(N.Draw(self.sid(), s.span, self._lvalue(s.target, scope),
+                                  self._dist(s.dist, scope), "aux"))
+            elif isinstance(s, (A.Assign, A.VarDecl)):
+                target = s.target if isinstance(s, A.Assign) else A.LValue(s.name, (), s.name_span)
+                value = self._move_value(s.value, scope)
+                name = target.name
+                role = scope.lookup(name) or (self.variables[name].kind if name in self.variables
+                                              else "local")
+                if role == "local" and not target.indices and scope.lookup(name) is None:
+                    scope.names[name] = "local"
+                out.append(N.Let(self.sid(), s.span, self._lvalue(target, scope), value, role))
+            elif isinstance(s, A.If):
+                out.append(N.Branch(self.sid(), s.span, self._expr(s.cond, scope),
+                                    self._move_block(s.then, Scope(scope)),
+                                    self._move_block(s.orelse, Scope(scope))))
+            elif isinstance(s, A.For):
+                inner = Scope(scope)
+                inner.names[s.var] = "index"
+                out.append(N.Loop(self.sid(), s.span, s.var, self._expr(s.lo, scope),
+                                  self._expr(s.hi, scope), self._move_block(s.body, inner),
+                                  var_span=s.var_span))
+        return tuple(out)
+
+    def _move_value(self, e, scope):
+        if isinstance(e, A.Call) and e.func in ("insert", "remove") and e.func not in self.ck.functions:
+            args = [self._expr(a, scope) for a in e.args]
+            return MV.ArrayEdit(e.span, e.func, args[0], args[1], args[2] if len(args) > 2 else None)
+        return self._expr(e, scope)
 
     # ------------------------------------------------------------ variables and types
     def _variable(self, name) -> N.Variable:

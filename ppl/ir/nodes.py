@@ -384,6 +384,7 @@ class ModelIR:
     source: str = field(default="", compare=False, repr=False)
     filename: str = field(default="<model>", compare=False, repr=False)
     rewrites: Tuple[str, ...] = ()  # the rewrites applied, in order (ppl check --ir)
+    moves: Tuple[Any, ...] = ()  # user-written moves, ppl/ir/moves.py `Move` (not in the body)
 
     def var(self, name: str) -> Variable:
         return self.variables[name]

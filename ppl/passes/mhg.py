@@ -35,6 +35,7 @@ from ..lower.model import LoweredModel, seed_of
 from ..syntax.errors import PPLError, PPLRuntimeError
 from ..syntax.visit import walk
 from .base import Diagnosis, Draws, InferencePass
+from .user_moves import describe as describe_user_moves, user_moves
 
 
 class _SiteDists(Handler):
@@ -338,6 +339,7 @@ class MHGProgram:
         self.padded = PaddedFromIR(lowered, options.get("insertion"))
         self.model = self.padded.model
         self.moves = moves_for(self.model, options)
+        self.moves += user_moves(self.padded, options)  # the model's own moves: passes/user_moves.py
         self.sampler = M.MHG(self.model, self.moves)
         self.result = None
 
@@ -389,7 +391,9 @@ class MHGPass(InferencePass):
                "jump_weight": "relative frequency of each size's birth/death move (1)",
                "insertion": "where births put a new element: end (default) or uniform (for "
                             "exchangeable elements); ordered arrays keep their order",
-               "thin": "iterations per recorded draw (1)"}
+               "thin": "iterations per recorded draw (1)",
+               "moves": "on (default): the model's `move` blocks join the derived moves; off: derived only",
+               "move_checks": "on (default): check the model's moves at random points before running; off"}
 
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
         sized = [v for v in graph.variables("latent") if v.stochastic_size]
@@ -400,7 +404,8 @@ class MHGPass(InferencePass):
                          f"{', '.join(v.name for v in sized)}: birth/death moves across sizes")
 
     def build(self, lowered: LoweredModel, options: Dict[str, Any]) -> MHGProgram:
-        keys = ("chains", "draws", "warmup", "thin", "within", "within_weight", "jump_weight", "insertion")
+        keys = ("chains", "draws", "warmup", "thin", "within", "within_weight", "jump_weight", "insertion",
+                "moves", "move_checks")
         return MHGProgram(lowered, **{k: options[k] for k in keys if k in options})
 
     def validate(self, program: MHGProgram, key) -> Dict[str, Any]:
@@ -422,4 +427,6 @@ class MHGPass(InferencePass):
         lines.append("moves (derived): masked NUTS on the continuous coordinates; birth/death of "
                      + ", ".join(sorted({s for v in sized for s in v.size_vars}))
                      + " (ordered arrays: sorted insertion; simplex arrays: weight split)")
+        if graph.ir.moves:
+            lines += ["moves (user-written):"] + describe_user_moves(graph.ir.moves)
         return lines

@@ -221,6 +221,24 @@ class Generated(Stmt):
 
 
 @dataclass(frozen=True)
+class MoveDef(Stmt):
+    """`move NAME(args) { propose { … } involution { … } }`: a user-written involutive MCMC
+    move (docs/mhg.md). `args`: positional names (the formal parameters of a module's move, or
+    the actual names at a use) and named options (`weight = 0.5`). `propose`: draws of the
+    auxiliary variables given the state; `involution`: assignments mapping (state, aux) to
+    (state′, aux′). `has_body` is False for a use of a module's move (`move NAME(k, w, …)`)."""
+    name: str
+    args: Tuple[Expr, ...]
+    named: Tuple[NamedArg, ...]
+    propose: Tuple[Stmt, ...] = ()
+    involution: Tuple[Stmt, ...] = ()
+    has_body: bool = True
+    name_span: Span = field(default=None, compare=False, repr=False)
+    propose_span: Span = field(default=None, compare=False, repr=False)
+    involution_span: Span = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Program:
     body: Tuple[Stmt, ...]
     source: str = field(compare=False, repr=False)

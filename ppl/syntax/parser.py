@@ -126,6 +126,24 @@ class _ToAST(Transformer_NonRecursive):
     def generated(self, meta, c):
         return A.Generated(_span(meta), c[0])
 
+    def move_def(self, meta, c):
+        name, *rest = c
+        body = rest[-1] if rest and isinstance(rest[-1], _MoveBody) else None
+        items = [x for x in (rest[:-1] if body is not None else rest) if x is not None]
+        args = tuple(x for x in items if not isinstance(x, A.NamedArg))
+        named = tuple(x for x in items if isinstance(x, A.NamedArg))
+        if named:
+            _check_named(items)
+        if body is None:
+            return A.MoveDef(_span(meta), str(name), args, named, (), (), False, name_span=_tok_span(name))
+        return A.MoveDef(_span(meta), str(name), args, named, body.propose, body.involution, True,
+                         name_span=_tok_span(name), propose_span=body.propose_span,
+                         involution_span=body.involution_span)
+
+    def move_body(self, meta, c):
+        blocks = [x for x in c if isinstance(x, tuple)]
+        return _MoveBody(blocks[0], blocks[1], _span(meta), _span(meta))
+
     def lvalue(self, meta, c):
         return A.LValue(str(c[0]), tuple(c[1]) if len(c) > 1 and c[1] is not None else (), _span(meta))
 
@@ -229,6 +247,14 @@ class _ToAST(Transformer_NonRecursive):
         return A.Slice(_span(meta), c[0], c[1])
 
 
+class _MoveBody:
+    """The two blocks of a move, on their way into `A.MoveDef`."""
+
+    def __init__(self, propose, involution, propose_span, involution_span):
+        self.propose, self.involution = propose, involution
+        self.propose_span, self.involution_span = propose_span, involution_span
+
+
 def _check_named(items):
     """Named arguments come after the positional ones, each name once."""
     seen = {}
@@ -261,7 +287,7 @@ _EXPR_START = {"NAME", "INT", "FLOAT", "LPAR", "LSQB", "NOTOP", "TRUE", "FALSE"}
 _ORDER = ["RPAR", "RSQB", "RBRACE", "COMMA", "COLON", "BAR", "TILDE", "EQUALS", "PLUSEQ",
           "LBRACE", "LSQB", "LPAR", "NAME", "INT", "FLOAT"]
 _KEYWORD_TOKENS = {"DATA", "DEF", "ELSE", "FOR", "GENERATED", "IF", "IMPORT", "IN", "PARAM",
-                   "RETURN", "TARGET", "TRUE", "FALSE"}
+                   "RETURN", "TARGET", "TRUE", "FALSE", "MOVE"}
 _STAN_TYPES = {"real", "int", "vector", "row_vector", "matrix", "simplex", "ordered",
                "positive_ordered", "unit_vector", "cov_matrix", "corr_matrix",
                "cholesky_factor_corr", "cholesky_factor_cov", "array", "bool"}
@@ -439,7 +465,7 @@ def _children(node):
         return ()
     out = []
     for name in ("type", "dist", "value", "target", "lo", "hi", "cond", "body", "then", "orelse",
-                 "returns"):
+                 "returns", "propose", "involution"):
         v = getattr(node, name, None)
         if v is None:
             continue
@@ -744,4 +770,4 @@ def _syntax_error(e, source: str, filename: str) -> PPLSyntaxError:
 
 
 _KEYWORD_NAMES = {"data", "param", "for", "in", "if", "else", "def", "return", "import",
-                  "generated", "target", "true", "false"}
+                  "generated", "target", "true", "false", "move"}
