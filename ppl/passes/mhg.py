@@ -265,6 +265,9 @@ class PaddedFromIR:
                 hi = math.inf if isinstance(a.kind, P.Positive) else a.kind.hi
                 m = P.active(state[a.size] + a.offset, x.shape[0], x.shape[1:])
                 ok = jnp.all(jnp.where(m, (x > lo) & (x < hi), True))
+                if isinstance(a.kind, P.Ordered):  # off the support: −inf, even where the
+                    # program's own terms are NaN there (log of a negative spacing)
+                    ok = ok & jnp.all(jnp.where(m[1:], x[1:] > x[:-1], True))
                 lp = jnp.where(ok, lp, -jnp.inf)
         return lp
 
