@@ -151,6 +151,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow  # each case compiles a program and runs 4 × 6 000 iterations: 1–6 min here
 @pytest.mark.parametrize("example,breakage,iterations", CASES)
 def test_prior_recovery_and_its_negative_controls(shared_data, monkeypatch, example, breakage, iterations):
     model, res = run(shared_data, example, breakage, iterations, 21, monkeypatch)
