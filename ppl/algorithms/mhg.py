@@ -43,7 +43,8 @@ from .involutions import (Involution, birth_death, check_involution, log_ratio)
 from .padded import PaddedModel, Layout, active, clean, to_nan
 
 __all__ = ["InvolutiveMove", "HMCMove", "NUTSMove", "RandomWalkMove", "GibbsMove", "MHG",
-           "MHGResult", "default_moves", "validate", "check_masking", "size_posterior"]
+           "MHGResult", "default_moves", "validate", "check_masking", "size_posterior",
+           "conditional_means"]
 
 
 def _nan_to_neg_inf(x):
@@ -325,6 +326,9 @@ class MHGResult:
     warmup_attempts: np.ndarray = None
     final_params: Any = None
     seconds: Dict[str, float] = None  # wall time of "warmup" and "sampling" (compilation included)
+    # per draw (chains, draws): the index of the move made just before it and whether it was accepted
+    move: np.ndarray = None
+    accepted: np.ndarray = None
 
     def acceptance(self) -> Dict[str, float]:
         a = self.attempts.sum(0)
@@ -335,6 +339,30 @@ class MHGResult:
         """(values, p(k | y), Monte Carlo se) for size `name` (se from ESS of indicators)."""
         s = self.model.size(name)
         return size_posterior(self.sizes[name], s.lower, s.upper)
+
+
+def conditional_means(result: "MHGResult", size: str, min_probability: float = 0.05, most: int = 4):
+    """Posterior means given the size, for its most probable values (p ≥ `min_probability`,
+    at most `most`): [{"value": k, "probability": p, "draws": n, "means": {name: list}}], the
+    arrays it sizes over their active entries and the fixed-size continuous latents."""
+    model = result.model
+    k = np.asarray(result.sizes[size])
+    values, counts = np.unique(k, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    out = []
+    for i in order[:most]:
+        v, n = int(values[i]), int(counts[i])
+        if n / k.size < min_probability:
+            break
+        sel = k == v
+        means = {}
+        for a in model.arrays_of(size):
+            x = np.asarray(result.arrays[a.name])[sel][:, :v + a.offset]
+            means[a.name] = np.mean(x, axis=0).tolist()
+        for p in model.params:
+            means[p.name] = np.mean(np.asarray(result.params[p.name])[sel], axis=0).tolist()
+        out.append({"value": v, "probability": n / k.size, "draws": n, "means": means})
+    return out
 
 
 def size_posterior(draws: np.ndarray, lower: int, upper: int):
@@ -396,7 +424,7 @@ class MHG:
         onehot = jax.nn.one_hot(m, len(self.moves), dtype=jnp.int32)[None, :]
         counts = (attempts + onehot, accepts + onehot * ok[:, None].astype(jnp.int32),
                   trouble + onehot * tr[:, None].astype(jnp.int32))
-        return states, lps, params, counts
+        return (states, lps, params, counts), (m.astype(jnp.int32), ok.astype(bool))
 
     def _init(self, key, data, chains, init_states=None):
         model = self.model
@@ -413,11 +441,13 @@ class MHG:
         on, so warm-up and sampling share one compiled program."""
         def body(c, k):
             if thin == 1:
-                c = self._iteration(k, c, data, adapt, device)
-            else:
-                c = lax.fori_loop(0, thin, lambda i, cc: self._iteration(
-                    jax.random.fold_in(k, i), cc, data, adapt, device), c)
-            return c, (c[0], c[1])
+                c, (m, ok) = self._iteration(k, c, data, adapt, device)
+            else:  # the move of the last iteration before the draw
+                def one(i, cm):
+                    return self._iteration(jax.random.fold_in(k, i), cm[0], data, adapt, device)
+                c, (m, ok) = lax.fori_loop(0, thin, one, (c, (jnp.zeros((), jnp.int32),
+                                                              jnp.zeros(c[1].shape, bool))))
+            return c, (c[0], c[1], jnp.broadcast_to(m, ok.shape).astype(jnp.int32), ok)
         return lax.scan(body, carry, jax.random.split(key, length))
 
     def _finish_warmup(self, carry):
@@ -481,12 +511,12 @@ class MHG:
             for i in range(full + (1 if rest else 0)):
                 length = chunk if i < full else rest
                 f = self._chunk(chains, length, every, phase, devices)
-                carry, (tr, lp) = f(key, i, carry, data, adapt)
-                if record:
-                    tr, lp = jax.device_get((tr, lp))
+                carry, rec = f(key, i, carry, data, adapt)
+                if record:  # (states, log density, move, accepted) per draw
+                    rec = jax.device_get(rec)
                     if devices > 1:  # (devices, draws, chains/devices, ...) -> (draws, chains, ...)
-                        tr, lp = jax.tree.map(lambda x: np.concatenate(list(x), axis=1), (tr, lp))
-                    out.append((tr, np.asarray(lp)))
+                        rec = jax.tree.map(lambda x: np.concatenate(list(x), axis=1), rec)
+                    out.append(rec)
                 done += length * every
                 if progress:
                     progress(done, total)
@@ -504,8 +534,10 @@ class MHG:
         t1 = time.perf_counter()
         carry, out = advance(carry, draws, thin, 2, False, True)
         carry = merged(carry)
-        trace = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *[t for t, _ in out])
-        res = self._result(carry, trace, np.concatenate([lp for _, lp in out], axis=0), watt, wacc)
+        trace, lp, moves, accepted = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *out)
+        res = self._result(carry, trace, np.asarray(lp), watt, wacc)
+        res.move = np.swapaxes(np.asarray(moves), 0, 1)
+        res.accepted = np.swapaxes(np.asarray(accepted), 0, 1)
         res.seconds = {"warmup": t1 - t0, "sampling": time.perf_counter() - t1}
         return res
 

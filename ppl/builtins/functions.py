@@ -69,6 +69,22 @@ def _log_mix(theta, a, b):
     return jnp.logaddexp(jnp.log(theta) + a, jnp.log1p(-theta) + b)
 
 
+def _spacings(x, lo, hi):
+    """The K + 1 gaps of sorted points x_1 < … < x_K in (lo, hi): x_1 − lo, x_2 − x_1, …, hi − x_K."""
+    x = jnp.asarray(x)
+    dt = jnp.result_type(x.dtype, float)
+    edges = jnp.concatenate([jnp.reshape(jnp.asarray(lo, dt), (1,)), x.astype(dt),
+                             jnp.reshape(jnp.asarray(hi, dt), (1,))])
+    return jnp.diff(edges)
+
+
+def _piecewise_constant(x, breaks, values):
+    """values[j] where breaks[j − 1] <= x < breaks[j] (K sorted breaks, K + 1 values), elementwise in x."""
+    x = jnp.asarray(x)
+    j = jnp.sum(jnp.asarray(breaks) <= x[..., None], axis=-1)
+    return jnp.asarray(values)[j]
+
+
 def _spec(name, fn, lo, hi=None, **kw):
     return FunSpec(name, fn, (lo, lo if hi is None else hi), **kw)
 
@@ -153,6 +169,9 @@ for _s in [
     _spec("to_vector", jnp.ravel, 1, result_rank=1),
     _spec("flatten", jnp.ravel, 1, result_rank=1),
     _spec("sort", jnp.sort, 1), _spec("sort_asc", jnp.sort, 1),
+    # change points (an ordered array, also one whose size is random): gaps and step functions
+    _spec("spacings", _spacings, 3, result_rank=1),
+    _spec("piecewise_constant", _piecewise_constant, 3),
     _spec("reverse", lambda x: x[::-1], 1),
     _spec("if_else", jnp.where, 3),
     _spec("size", lambda x: jnp.shape(x)[0], 1, result_rank=0, integer=True),

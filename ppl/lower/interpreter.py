@@ -923,6 +923,8 @@ class Interpreter:
     def _builtin(self, e: N.Builtin):
         fs = FUNCTIONS[e.name]
         args = [self.expr(a) for a in e.args]
+        if e.name in _REAL_VALUED:  # lgamma(2 * k + 2) of an int32 latent: float64, not float32
+            args = [_as_real(a) for a in args]
         random_size = None
         for k in fs.static:
             if k < len(args):
@@ -956,13 +958,32 @@ class Interpreter:
             return jnp.dot(P.values(args[0]), P.values(args[1]))
         if name in ("cumsum", "cumulative_sum"):
             return args[0].rebuild(jnp.cumsum(args[0].values, axis=args[0].axis))
+        if name == "spacings" and isinstance(args[0], Padded) and not any(isinstance(a, Padded) for a in args[1:]):
+            # k active points give k + 1 gaps; the padding reads as points at hi (gaps of 0)
+            x, lo, hi = args
+            if x.ndim != 1:
+                raise self.err("spacings takes a vector of sorted points", e.span)
+            dt = jnp.result_type(x.dtype, float)
+            hi_ = jnp.asarray(hi, dt)
+            v = jnp.where(x.mask(), x.values.astype(dt), hi_)
+            gaps = jnp.diff(jnp.concatenate([jnp.reshape(jnp.asarray(lo, dt), (1,)), v, jnp.reshape(hi_, (1,))]))
+            return Padded(gaps, x.length + 1, 0).rebuild(gaps)
+        if name == "piecewise_constant" and not isinstance(args[0], Padded):
+            # only the active breaks count; values are read at 1 + (active breaks <= x)
+            x, breaks, vals = args
+            x = jnp.asarray(x)
+            b = P.values(breaks)
+            below = b <= x[..., None]
+            if isinstance(breaks, Padded):
+                below = below & breaks.mask()
+            return jnp.asarray(P.values(vals))[jnp.sum(below, axis=-1)]
         if name in ("softmax", "log_softmax"):
             x = args[0]
             z = jnp.where(x.mask(), x.values, -jnp.inf)
             return x.rebuild(jax.nn.softmax(z) if name == "softmax" else jax.nn.log_softmax(z))
         raise self.err(f"{name} cannot take an array whose size is random", e.span,
-                       "reductions (sum, mean, log_sum_exp …), elementwise functions, dot and "
-                       "matrix products work on such arrays")
+                       "reductions (sum, mean, log_sum_exp …), elementwise functions, dot, "
+                       "matrix products, spacings and piecewise_constant work on such arrays")
 
     def call_user(self, f: N.Function, args, call):
         if self.depth > 64:
@@ -982,6 +1003,20 @@ class Interpreter:
         if s is not None and s.line == s.end_line and 0 < s.line <= len(src):
             return f'"{src[s.line - 1][s.col - 1:s.end_col - 1]}"'
         return "a value"
+
+
+# Real-valued elementwise functions: integer arguments are converted to the default real type
+# first (JAX computes log, lgamma … of an int32 array in float32, and the size variables and
+# other discrete latents are int32).
+_REAL_VALUED = frozenset(n for n in ELEMENTWISE if not FUNCTIONS[n].integer) - {"abs", "fabs"}
+
+
+def _as_real(a):
+    if isinstance(a, Padded):
+        return Padded(_as_real(a.values), a.length, a.axis) if _is_int(a.values) else a
+    if isinstance(a, (bool, np.bool_)) or not _is_int(a):
+        return a
+    return float(a) if _is_static(a) else jnp.asarray(a, jnp.result_type(float))
 
 
 class _RandomSlice:

@@ -104,8 +104,9 @@ class LoweredModel:
         if not self.transformed_names:
             return {}
         data_arrays = self.data_arrays if data_arrays is None else data_arrays
-        it = self.run([Unconstrain(self.layout, jnp.zeros(self.dim), jacobian=False)], data_arrays,
-                      source=True)
+        # discrete latents (a random size before `powers = …`) need a value too: any will do
+        it = self.run([Unconstrain(self.layout, jnp.zeros(self.dim), jacobian=False),
+                       Seed(jax.random.PRNGKey(0))], data_arrays, source=True)
         return {n: np.asarray(v) for n, v in reported(
             {n: it.env[n] for n in self.transformed_names if n in it.env}).items()}
 

@@ -266,6 +266,9 @@ class PaddedFromIR:
                 hi = math.inf if isinstance(a.kind, P.Positive) else a.kind.hi
                 m = P.active(state[a.size] + a.offset, x.shape[0], x.shape[1:])
                 ok = jnp.all(jnp.where(m, (x > lo) & (x < hi), True))
+                if isinstance(a.kind, P.Ordered):  # off the support: −inf, even where the
+                    # program's own terms are NaN there (log of a negative spacing)
+                    ok = ok & jnp.all(jnp.where(m[1:], x[1:] > x[:-1], True))
                 lp = jnp.where(ok, lp, -jnp.inf)
         return lp
 
@@ -361,9 +364,14 @@ class MHGProgram:
             values, p, se = res.size_posterior(s.name)
             table[s.name] = {"values": values.tolist(), "probabilities": p.tolist(), "se": se.tolist()}
         acc = res.acceptance()
-        attrs = {"inference_method": "mhg", "size_posteriors": json.dumps(table),
-                 "acceptance": json.dumps(acc)}
-        out = Draws(posterior, {"lp": np.asarray(res.log_density)}, {}, attrs=attrs)
+        given = {s.name: M.conditional_means(res, s.name) for s in self.model.sizes}
+        attrs = {"inference_method": "mhg", "markov_chain": 1, "size_posteriors": json.dumps(table),
+                 "acceptance": json.dumps(acc), "moves": json.dumps(list(res.move_names)),
+                 "given_size": json.dumps(given)}
+        # per draw: which move ran last (an index into the attribute "moves") and whether it was accepted
+        stats = {"lp": np.asarray(res.log_density), "move": np.asarray(res.move, np.int32),
+                 "accepted": np.asarray(res.accepted, bool)}
+        out = Draws(posterior, stats, {}, attrs=attrs)
         trouble = int(np.asarray(res.trouble).sum())
         if trouble:
             out.warnings.append(f"{trouble} proposals met a non-finite density or acceptance ratio "

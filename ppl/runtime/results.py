@@ -281,7 +281,8 @@ def report(model, idata, elapsed: float, var_names=None, max_elements: int = 20,
     if attrs.get("marginals"):
         say(exact_marginals_text(attrs["marginals"], max_elements))
     if attrs.get("size_posteriors"):
-        say(size_posteriors_text(attrs["size_posteriors"], attrs.get("acceptance")))
+        say(size_posteriors_text(attrs["size_posteriors"], attrs.get("acceptance"),
+                                 attrs.get("given_size"), max_elements))
     shown, hidden = summary_variables(idata, max_elements, var_names)
     df = summarize(idata, var_names=shown) if shown else None
     if shown:
@@ -327,9 +328,10 @@ def exact_marginals_text(text: str, max_elements: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def size_posteriors_text(text: str, acceptance: str = None) -> str:
-    """The posterior of each size variable (mhg): p(k | data) ± Monte Carlo standard error, and
-    the acceptance rate of each move."""
+def size_posteriors_text(text: str, acceptance: str = None, given: str = None,
+                         max_elements: int = 20) -> str:
+    """The posterior of each size variable (mhg): p(k | data) ± Monte Carlo standard error, the
+    acceptance rate of each move, and posterior means given the most probable sizes."""
     lines = []
     for name, t in json.loads(text).items():
         lines.append(f"posterior of {name} (± Monte Carlo se):")
@@ -339,6 +341,19 @@ def size_posteriors_text(text: str, acceptance: str = None) -> str:
     if acceptance:
         acc = json.loads(acceptance)
         lines.append("acceptance: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    for name, rows in (json.loads(given) if given else {}).items():
+        if rows:
+            lines.append(f"posterior means given {name} (its most probable values):")
+        for r in rows:
+            parts = []
+            for var, m in r["means"].items():
+                if isinstance(m, list):
+                    flat = np.ravel(np.asarray(m, float))
+                    shown = ", ".join(format_number(x, 5) for x in flat[:max_elements])
+                    parts.append(f"{var} = [{shown}{' …' if flat.size > max_elements else ''}]")
+                else:
+                    parts.append(f"{var} = {format_number(float(m), 5)}")
+            lines.append(f"  {name} = {r['value']} (p {r['probability']:.3f}): " + "; ".join(parts))
     return "\n".join(lines) + "\n"
 
 
