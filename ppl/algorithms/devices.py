@@ -33,10 +33,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["local_devices", "Layout", "layout", "process_share", "gather_chains", "map_chains"]
+__all__ = ["local_devices", "Layout", "layout", "process_share", "gather_chains", "map_chains",
+           "on_each_device", "shape_on"]
 
 # A filter's particles are split over devices only from this many per device: below it the
 # collectives of every step (a rendezvous of the device threads) cost more than the work
@@ -180,3 +181,62 @@ def gather_chains(tree, chains: int, multiple: int = 1):
     stacked = multihost_utils.process_allgather(jax.tree_util.tree_map(pad, tree), tiled=False)
     return jax.tree_util.tree_map(
         lambda a: np.asarray(a).reshape((-1,) + a.shape[2:])[:chains], stacked)
+
+
+# ----------------------------------------------------------------------------- one program
+def on_each_device(compiled, home, devices: Sequence, compile_for: Callable):
+    """The single-device program `compiled` (compiled for device `home`) on each of `devices`, as one executable per
+    device: the machine code XLA made once, loaded again on every device (a CPU device runs
+    it bitwise as the first one does). `compile_for(device)` compiles the same function for
+    that device: the fallback, compiling again (the same HLO, so the same code), should JAX's
+    executable serialisation not serve."""
+    payload = None
+    try:
+        from jax.experimental import serialize_executable as _se  # noqa: PLC0415
+        payload = _se.serialize(compiled)
+    except Exception:  # noqa: BLE001 - a backend or program that cannot be serialised
+        pass
+    out = []
+    for dev in devices:
+        if dev == home:
+            out.append(compiled)
+            continue
+        exe = None
+        if payload is not None:
+            try:
+                exe = _load_on(payload, dev)
+            except Exception:  # noqa: BLE001 - private details moved: compile instead
+                payload = None
+        out.append(exe if exe is not None else compile_for(dev))
+    return out
+
+
+def _load_on(payload, device):
+    """A serialised single-device executable loaded on `device` (every device it refers to
+    becomes `device`): `jax.experimental.serialize_executable.deserialize_and_load` with the
+    device remapped."""
+    import io  # noqa: PLC0415
+    from jax._src.lib import xla_client as xc  # noqa: PLC0415
+    from jax.experimental import serialize_executable as _se  # noqa: PLC0415
+
+    class Remap(_se._JaxPjrtUnpickler):  # noqa: SLF001 - the remap has no public hook
+        def persistent_load(self, pid):
+            if pid[0] == "device":
+                return device
+            if pid[0] == "exec":  # the executable's own device assignment, too
+                opts = xc.CompileOptions()
+                opts.device_assignment = xc.DeviceAssignment.create(np.array([[device.id]]))
+                return self.backend.deserialize_executable(
+                    pid[1], executable_devices=self.execution_devices, compile_options=opts)
+            return super().persistent_load(pid)
+
+    blob, in_tree, out_tree = payload
+    unloaded, args_info_flat, no_kwargs = Remap(io.BytesIO(blob), device.client, [device]).load()
+    return jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info_flat), out_tree,
+                               no_kwargs=no_kwargs)
+
+
+def shape_on(dev):
+    """Shape of an array (or a struct) as an argument placed on `dev`."""
+    return lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=SingleDeviceSharding(dev),
+                                          weak_type=getattr(x, "weak_type", False))
