@@ -79,7 +79,7 @@ class NutsSampler:
         # on the device layout nor on the processes. Chains run in `vmap` groups of LANES: XLA's
         # batched program rounds differently in each lane (vectorised math), but a lane's values
         # do not depend on what the other lanes hold, so chain c always sits in lane c mod
-        # LANES. Every group runs the one compiled single-device program, loaded on each device
+        # LANES. Every group runs the same single-device program, compiled for each device
         # (`on_each_device`); group g goes to device g mod D and the groups of a device run one
         # after another, devices in parallel (JAX dispatches asynchronously). Not a `pmap` of
         # the groups: a pmap (JAX 0.10.2: jit of a shard_map) over 1 device and one over 2 or
@@ -93,7 +93,7 @@ class NutsSampler:
         self._compiled = {}  # chunk length -> one compiled group program per device
 
     def _executables(self, n, state, data):
-        """The group program for chunks of n steps, on every device (compiled once)."""
+        """The group program for chunks of n steps, on every device (compiled once per device)."""
         exes = self._compiled.get(n)
         if exes is None:
             home = self.devices[0]
