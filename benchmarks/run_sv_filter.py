@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,8 +45,8 @@ DEFAULT_RUNS = {100: 50, 1000: 30, 10_000: 12, 100_000: 6}
 QUICK_RUNS = {100: 20, 1000: 10}
 ALL_SYSTEMS = ["ppl", "ppl-run", "ppl-run32", "jax", "particles"]
 
-# A filter factory takes (N, y, resampling) and returns ``run(seed) -> (log_z, seconds)``.
-Filter = Callable[[int], tuple[float, float]]
+# A filter factory takes (N, y, resampling) and returns ``run(seed) -> (log_z, seconds, CPU seconds of the process)``.
+Filter = Callable[[int], tuple[float, float, float]]
 
 
 # ------------------------------------------------------------------------------ ppl's column
@@ -61,11 +62,11 @@ def ppl_filter(n: int, y: list[float], resampling: str) -> Filter:
     opts = dict(chains=1, smoothing="none", proposal="bootstrap", resampling="systematic",
                 ess_threshold=1.0 if resampling == "every" else 0.5)
 
-    def run(seed: int) -> tuple[float, float]:
-        t = time.perf_counter()
+    def run(seed: int) -> tuple[float, float, float]:
+        t, c = time.perf_counter(), time.process_time()
         idata = model.sample(data, method="smc", particles=n, seed=seed, **opts)
         dt = time.perf_counter() - t  # includes binding data and building the InferenceData
-        return _log_evidence(idata), dt
+        return _log_evidence(idata), dt, time.process_time() - c
 
     return run
 
@@ -85,11 +86,11 @@ def ppl_run_filter(n: int, y: list[float], resampling: str, dtype: str = "float6
         # one device, like the anchors (ppl would split N >= 2^16 particles over the cores)
         dtype=dtype, shard="chains"))
 
-    def run(seed: int) -> tuple[float, float]:
-        t = time.perf_counter()
+    def run(seed: int) -> tuple[float, float, float]:
+        t, c = time.perf_counter(), time.process_time()
         draws = program.run(lowered.data_arrays, seed=seed)
         dt = time.perf_counter() - t
-        return float(np.asarray(draws.sample_stats["log_evidence"]).ravel()[-1]), dt
+        return float(np.asarray(draws.sample_stats["log_evidence"]).ravel()[-1]), dt, time.process_time() - c
 
     return run
 
@@ -125,13 +126,13 @@ def jax_filter(n: int, y: list[float], resampling: str) -> Filter:
 
     f = make_filter(y, n, PARAMS["mu"], PARAMS["phi"], PARAMS["s"], resampling=resampling)
 
-    def run(seed: int) -> tuple[float, float]:
+    def run(seed: int) -> tuple[float, float, float]:
         key = jax.random.key(seed, impl=JAX_PRNG["impl"])
         jax.block_until_ready(key)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         z = f(key).block_until_ready()
         dt = time.perf_counter() - t
-        return float(z), dt
+        return float(z), dt, time.process_time() - c
 
     return run
 
@@ -145,9 +146,9 @@ class ParticlesAnchor:
         self.versions = self.w.call(cmd="versions")
 
     def factory(self, n: int, y: list[float], resampling: str) -> Filter:
-        def run(seed: int) -> tuple[float, float]:
+        def run(seed: int) -> tuple[float, float, float]:
             r = self.w.call(cmd="run", N=n, seed=seed, resampling=resampling)
-            return r["log_z"], r["run_s"]
+            return r["log_z"], r["run_s"], r.get("cpu_s", float("nan"))
         return run
 
     def close(self) -> None:
@@ -210,14 +211,14 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     t = time.perf_counter()
                     filters[s] = factories[s](n, y, a.resampling)
-                    _, _ = filters[s](10**6 + seed)  # warm-up: compile / JIT
+                    filters[s](10**6 + seed)  # warm-up: compile / JIT
                     first[s] = time.perf_counter() - t
                     live.append(s)
                 except (WorkerError, Exception) as e:  # noqa: BLE001 — keep the anchors going
                     msg = f"{s} failed at N={n}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                     print("  " + msg, file=sys.stderr)
                     notes.append(msg)
-            out: dict[str, dict] = {s: {"log_z": [], "time_s": []} for s in live}
+            out: dict[str, dict] = {s: {"log_z": [], "time_s": [], "cpu_s": []} for s in live}
             # A fresh random order every round: a system run right after the particles worker
             # (another process) or after an idle gap starts with cold caches and parked
             # threads and is slower; a fixed rotation would hand that penalty to one system.
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                     if s not in filters:
                         continue
                     try:
-                        z, dt = filters[s](seed + r)
+                        z, dt, cpu = filters[s](seed + r)
                     except Exception as e:  # noqa: BLE001 — drop this system for this N
                         msg = f"{s} failed at N={n}, run {r + 1}: {type(e).__name__}: {e}"
                         print("  " + msg.splitlines()[0], file=sys.stderr)
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     out[s]["log_z"].append(z)
                     out[s]["time_s"].append(dt)
+                    out[s]["cpu_s"].append(cpu)
             seed += runs
             live = [s for s in live if s in filters and out[s]["log_z"]]
             for s in live:
@@ -245,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 tm = median(ts)
                 out[s].update({
                     "first_call_s": first[s], "median_s": tm,
+                    "median_cpu_s": median(out[s]["cpu_s"]),
+                    "ns_per_particle_step_cpu": median(out[s]["cpu_s"]) / (n * len(y)) * 1e9,
                     "ns_per_particle_step": tm / (n * len(y)) * 1e9,
                     "mean_log_z": float(np.mean(zs)), "sd_log_z": sd,
                     "bias_vs_reference": float(np.mean(zs)) - REFERENCE_LOG_Z,
@@ -266,28 +270,34 @@ def main(argv: list[str] | None = None) -> int:
         for num, den in pairs:
             if num in out and den in out:
                 ratios.setdefault(f"{num}/{den}", {})[n] = {
-                    k: ratio(out[num][k], out[den][k]) for k in ("median_s", "sd_log_z", "time_x_var")}
+                    k: ratio(out[num][k], out[den][k]) for k in ("median_s", "median_cpu_s", "sd_log_z", "time_x_var")}
 
-    headers = ["N", "system", "median ms", "ns/p·step", "1st call s", "mean log Z", "bias",
+    headers = ["N", "system", "median ms", "ns/p·step", "CPU ns/p·step", "1st call s", "mean log Z", "bias",
                "sd log Z", "time×var", "runs"]
     rows = []
     for n, out in results.items():
         for s, o in out.items():
-            rows.append([int(n), s, o["median_s"] * 1e3, o["ns_per_particle_step"], o["first_call_s"],
+            rows.append([int(n), s, o["median_s"] * 1e3, o["ns_per_particle_step"],
+                         o["ns_per_particle_step_cpu"], o["first_call_s"],
                          f"{o['mean_log_z']:.3f}", f"{o['bias_vs_reference']:+.3f}", o["sd_log_z"], o["time_x_var"],
                          o["runs"]])
     print()
     print(table(headers, rows))
     print(f"(bias = mean log Z − reference {REFERENCE_LOG_Z}; ± ~2 se of the mean is noise)")
     if ratios:
-        rrows = [[k, int(n), v["median_s"], v["sd_log_z"], v["time_x_var"]]
+        rrows = [[k, int(n), v["median_s"], v["median_cpu_s"], v["sd_log_z"], v["time_x_var"]]
                  for k, per in ratios.items() for n, v in per.items()]
         print()
-        print(table(["ratio", "N", "time", "sd log Z", "time×var"], rrows))
+        print(table(["ratio", "N", "time", "CPU time", "sd log Z", "time×var"], rrows))
         print("(< 1 ⇒ the first system is cheaper; DESIGN target: ppl/jax time ≤ 1.2)")
     for n_ in notes:
         print("note:", n_)
 
+    try:  # the machine is shared: how loaded it was at the end as well as at the start
+        info["loadavg_at_end"] = os.getloadavg()
+    except OSError:
+        pass
+    print(f"load average at start {info.get('loadavg_at_start')}, at end {info.get('loadavg_at_end')}")
     write_json_atomic(a.out, {
         "workload": "sv_bootstrap_filter_gbp_usd", "T": len(y), "params": PARAMS,
         "reference_log_z": REFERENCE_LOG_Z, "resampling": f"systematic, {a.resampling}"

@@ -65,11 +65,13 @@ def cmd_sample(args) -> int:
                          progress=_progress(model, args) if lead else False,
                          validate=not args.no_validate, prior=args.prior, **checked.options)
     if not lead:  # every process holds all chains; process 0 reports and writes
+        distributed.finish()
         return EXIT_OK
     report(model, idata, time.perf_counter() - t0, args.vars, args.max_elements)
     if args.output:
         write_output(idata, args.output)
         print(f"wrote {args.output}")
+    distributed.finish()
     return EXIT_OK
 
 

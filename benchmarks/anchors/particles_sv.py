@@ -8,7 +8,8 @@ visibly the DESIGN §2 ``sv.ppl`` model with fixed parameters:
 Commands (JSON lines, see ``_common.serve``):
 * ``{"cmd": "run", "N": n, "seed": s, "resampling": "adaptive"|"every"}`` → one bootstrap
   filter with systematic resampling (``ESSrmin`` 0.5 for adaptive, 1.0 for every step);
-  answers ``log_z`` and ``run_s`` (``time.perf_counter`` around ``SMC.run``).
+  answers ``log_z``, ``run_s`` (``time.perf_counter`` around ``SMC.run``) and ``cpu_s``
+  (``time.process_time``: the work itself on a shared machine).
 
 Standalone check:  benchmarks/.venvs/particles/bin/python benchmarks/anchors/particles_sv.py --once
 """
@@ -58,16 +59,16 @@ def run_filter(n: int, seed: int, resampling: str = "adaptive",
     pf = particles.SMC(fk=fk, N=int(n), resampling="systematic",
                        ESSrmin=1.0 if resampling == "every" else 0.5,
                        store_history=False, collect=None, verbose=False)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     pf.run()
     dt = time.perf_counter() - t
-    return float(pf.logLt), dt
+    return float(pf.logLt), dt, time.process_time() - c
 
 
 def handle(req: dict) -> dict:
     if req["cmd"] == "run":
-        log_z, dt = run_filter(req["N"], req["seed"], req.get("resampling", "adaptive"))
-        return {"log_z": log_z, "run_s": dt}
+        log_z, dt, cpu = run_filter(req["N"], req["seed"], req.get("resampling", "adaptive"))
+        return {"log_z": log_z, "run_s": dt, "cpu_s": cpu}
     if req["cmd"] == "versions":
         return {"particles": getattr(particles, "__version__", "?"), "numpy": np.__version__}
     raise ValueError(f"unknown command {req['cmd']!r}")
@@ -77,8 +78,8 @@ if __name__ == "__main__":
     if "--once" in sys.argv:
         for n in (100, 1000):
             zs = [run_filter(n, i) for i in range(10)]
-            lz = [z for z, _ in zs]
+            lz = [z for z, _, _ in zs]
             print(f"N={n}: log Z mean {np.mean(lz):.3f} sd {np.std(lz, ddof=1):.3f}, "
-                  f"median {np.median([t for _, t in zs]) * 1e3:.1f} ms")
+                  f"median {np.median([t for _, t, _ in zs]) * 1e3:.1f} ms")
     else:
         serve(handle)

@@ -33,10 +33,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["local_devices", "Layout", "layout", "process_share", "gather_chains", "map_chains"]
+__all__ = ["local_devices", "Layout", "layout", "process_share", "gather_chains", "map_chains",
+           "on_each_device", "shape_on", "chains_on_devices"]
 
 # A filter's particles are split over devices only from this many per device: below it the
 # collectives of every step (a rendezvous of the device threads) cost more than the work
@@ -180,3 +181,66 @@ def gather_chains(tree, chains: int, multiple: int = 1):
     stacked = multihost_utils.process_allgather(jax.tree_util.tree_map(pad, tree), tiled=False)
     return jax.tree_util.tree_map(
         lambda a: np.asarray(a).reshape((-1,) + a.shape[2:])[:chains], stacked)
+
+
+# ----------------------------------------------------------------------------- one program
+def on_each_device(compiled, home, devices: Sequence, compile_for: Callable):
+    """The single-device program `compiled` (compiled for device `home`) and the same program
+    compiled for each other device of `devices` (`compile_for(device)`; on threads, XLA
+    compiles outside the GIL): one executable per device, the same HLO and options, so the
+    same machine code and the same rounding on every device.
+
+    Not JAX's executable serialisation (compile once, load on every device): measured with
+    JAX 0.10.2, a particle Gibbs chain program loaded that way on a second CPU device failed
+    when run ("NOT_FOUND: Function add_select_fusion.4 not found"), though a NUTS kernel ran."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    others = [d for d in devices if d != home]
+    with ThreadPoolExecutor(max(1, len(others))) as pool:
+        done = dict(zip(others, pool.map(compile_for, others)))
+    return [compiled if d == home else done[d] for d in devices]
+
+
+def shape_on(dev):
+    """Shape of an array (or a struct) as an argument placed on `dev`."""
+    return lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=SingleDeviceSharding(dev),
+                                          weak_type=getattr(x, "weak_type", False))
+
+
+def chains_on_devices(fn: Callable, keys, shared, devices: Sequence, cache: Optional[dict] = None):
+    """`fn(key, shared)` for each chain's key (`keys` (C,)), chain c on device c mod D, every
+    chain by the one compiled single-device program (`on_each_device`), the devices in
+    parallel (asynchronous dispatch); the outputs stacked over chains, on the host.
+    `cache`: a dict keeping the executables between calls (keyed by the devices and the
+    shapes of `shared`).
+
+    Unlike `map_chains` (one SPMD program over a mesh) the program a chain runs is the same
+    whatever the number of devices, chains or processes, so its draws are too: an SPMD
+    program over one device and one over several compile differently and round
+    differently."""
+    devices = list(devices)
+    impl = jax.random.key_impl(keys)
+    data = np.asarray(jax.random.key_data(keys))
+    home = devices[0]
+    one = jax.random.wrap_key_data(data[0], impl=impl)
+    sig = (tuple(d.id for d in devices),
+           str(jax.tree_util.tree_map(lambda x: (jnp.shape(x), jnp.result_type(x)), shared)))
+    exes = None if cache is None else cache.get(sig)
+    if exes is None:
+        jitted = jax.jit(fn)
+
+        def compile_for(dev):
+            return jitted.lower(jax.tree_util.tree_map(shape_on(dev), one),
+                                jax.tree_util.tree_map(shape_on(dev), shared)).compile()
+
+        exes = on_each_device(compile_for(home), home, devices, compile_for)
+        if cache is not None:
+            cache[sig] = exes
+    shared_on = {d: jax.device_put(shared, d) for d in devices[:len(data)]}
+    outs = []
+    for c in range(len(data)):
+        dev = devices[c % len(devices)]
+        key = jax.device_put(jax.random.wrap_key_data(data[c], impl=impl), dev)
+        outs.append(exes[c % len(devices)](key, shared_on[dev]))
+    outs = jax.device_get(outs)
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)

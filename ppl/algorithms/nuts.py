@@ -6,6 +6,7 @@ report progress between chunks; each chunk is one compiled call.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -14,7 +15,7 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 
 from ..config import cores
-from .devices import local_devices
+from .devices import local_devices, on_each_device, shape_on
 
 
 class NutsTrace(NamedTuple):
@@ -74,32 +75,44 @@ class NutsSampler:
 
         self._start_fn = start
         self._start = jax.jit(start, static_argnums=(3, 4))
-        self._compiled = {}  # chunk length -> compiled advance (from precompile)
-        # Chain c's draws must depend on (seed, c) alone, not on how many chains run beside it
-        # nor on the device layout. Chains run in `vmap` groups of LANES: XLA's batched program
-        # rounds differently in each lane (vectorised math), but a lane's values do not depend
-        # on what the other lanes hold, so chain c always sits in lane c mod LANES. Groups run
-        # one after another on a device (`lax.map`); devices, at most one per core, run in
-        # parallel (`pmap`). Lanes past the last chain repeat a real chain and are dropped.
-        self.lanes = _lanes_for(num_chains, devices)
-        devices = self.lanes.shape[0]
+        # Chain c's draws must depend on (seed, c) alone: not on how many chains run beside it,
+        # on the device layout nor on the processes. Chains run in `vmap` groups of LANES: XLA's
+        # batched program rounds differently in each lane (vectorised math), but a lane's values
+        # do not depend on what the other lanes hold, so chain c always sits in lane c mod
+        # LANES. Every group runs the same single-device program, compiled for each device
+        # (`on_each_device`); group g goes to device g mod D and the groups of a device run one
+        # after another, devices in parallel (JAX dispatches asynchronously). Not a `pmap` of
+        # the groups: a pmap (JAX 0.10.2: jit of a shard_map) over 1 device and one over 2 or
+        # more compile to programs that round differently (measured, eight schools, 4 chains:
+        # each chain's draws differ between 1 device and 2 or 4, while 2 and 4 agree, as do
+        # a pmap, a jit and a lax.map over 1 or 2 groups on one device), so the draws changed
+        # with the device count, and between a one-device process and one of a multi-host run.
+        self.lanes = _lanes_for(num_chains)
+        self.devices = _devices_for(devices)
+        self._group = jax.jit(jax.vmap(advance, in_axes=(0, None, None)), static_argnums=2)
+        self._compiled = {}  # chunk length -> one compiled group program per device
 
-        def per_device(state, data, length):
-            return jax.lax.map(lambda s: jax.vmap(advance, in_axes=(0, None, None))(s, data, length),
-                               state)
+    def _executables(self, n, state, data):
+        """The group program for chunks of n steps, on every device (compiled once per device)."""
+        exes = self._compiled.get(n)
+        if exes is None:
+            home = self.devices[0]
 
-        # pmap even on one device: a jit-compiled program rounds differently
-        self._advance = jax.pmap(per_device, in_axes=(0, None, None), static_broadcasted_argnums=2,
-                                 devices=jax.local_devices()[:devices])
+            def compile_for(dev):
+                put = shape_on(dev)
+                return self._group.lower(jax.tree.map(put, state), jax.tree.map(put, data),
+                                         n).compile()
+
+            exes = self._compiled[n] = on_each_device(compile_for(home), home, self.devices,
+                                                      compile_for)
+        return exes
 
     def precompile(self, key, keys, data, dim, tries=20):
         """Compile the sampling kernel ahead of time (ppl runs this in a background thread, so
         the kernel compiles while validation and initialisation compile on the main thread)."""
         state = jax.eval_shape(lambda k, ks, d: self._start_fn(k, ks, d, dim, tries)[0], key, keys, data)
-        n = self.chunk
-        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(self.lanes.shape + x.shape[1:], x.dtype),
-                             state)
-        self._compiled[n] = self._advance.lower(state, data, n).compile()
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((LANES,) + x.shape[1:], x.dtype), state)
+        self._executables(self.chunk, state, data)
 
     def precompile_start(self, key, keys, data, dim, tries=20):
         key, keys = _at_least_two(key), _at_least_two(keys)
@@ -126,18 +139,23 @@ class NutsSampler:
         total = self.num_warmup + self.num_samples
         outs, done = [], 0
         divergent = None
-        lanes = self.lanes
-        first = np.unique(lanes.ravel(), return_index=True)[1]  # each chain's own lane
-        state = jax.tree.map(lambda x: x[lanes], state)
+        lanes, devs = self.lanes, self.devices
+        chains = int(lanes.max()) + 1
+        # each group's state on its device: one gather for all groups, then transfers
+        groups = _split_groups(state, lanes)
+        where = [devs[g % len(devs)] for g in range(len(groups))]
+        states = [jax.device_put(s, d) for s, d in zip(groups, where)]
+        data_on = {d: jax.device_put(data, d) for d in set(where)}
         while done < total:
             n = min(self.chunk, total - done)
-            if n in self._compiled:
-                state, out = self._compiled[n](state, data)
-            else:
-                state, out = self._advance(state, data, n)
+            exes = self._executables(n, states[0], data)
+            parts = []
+            for g, dev in enumerate(where):  # dispatched without waiting: devices in parallel
+                states[g], out = exes[devs.index(dev)](states[g], data_on[dev])
+                parts.append(out)
             # host-side from here: slicing device arrays op by op would cost more than sampling
-            out = jax.device_get(out)
-            out = tuple(x.reshape((-1,) + x.shape[3:])[first] for x in out)
+            parts = jax.device_get(parts)
+            out = tuple(np.concatenate([p[i] for p in parts])[:chains] for i in range(len(parts[0])))
             outs.append(out)
             kept = max(self.num_warmup - done, 0)  # the chunk's first draw after warm-up
             if kept < n:
@@ -163,18 +181,27 @@ def _at_least_two(keys):
 LANES = 2  # cheap models run 2 chains vmapped in about the time of one
 
 
-def _lanes_for(num_chains: int, devices: Optional[int] = None) -> np.ndarray:
-    """Chain index per (device, group, lane): chain c in lane c mod LANES of group c // LANES;
-    groups split evenly over `devices` devices (default: at most one per core); padding
-    repeats a chain."""
-    groups = -(-num_chains // LANES)
-    # always every device (one per core): a pmap over fewer devices compiles to a program that
-    # rounds differently; a device with no group of its own repeats one (idle core, same time)
+def _lanes_for(num_chains: int) -> np.ndarray:
+    """Chain index per (group, lane): chain c in lane c mod LANES of group c // LANES; a last
+    group short of chains repeats one in its empty lanes (dropped after)."""
+    lanes = np.arange(-(-num_chains // LANES) * LANES)
+    lanes = np.where(lanes < num_chains, lanes, lanes % LANES if num_chains >= LANES else 0)
+    return lanes.reshape(-1, LANES).astype(np.int32)
+
+
+def _devices_for(devices: Optional[int]) -> list:
+    """The devices the groups go to: `devices` of this process's, by default one per core."""
     if devices is None:
         devices = max(1, min(jax.local_device_count(), cores()))
-    else:
-        devices = len(local_devices(devices))
-    per_device = -(-groups // devices)
-    lanes = np.arange(devices * per_device * LANES)
-    lanes = np.where(lanes < num_chains, lanes, lanes % LANES if num_chains >= LANES else 0)
-    return lanes.reshape(devices, per_device, LANES).astype(np.int32)
+    return local_devices(devices)
+
+
+def _split_groups(state, lanes):
+    """Each group's state (leaves (LANES, ...)) from the chains' state (leaves (chains, ...)),
+    in one compiled call."""
+    return _split(state, tuple(map(tuple, lanes.tolist())))
+
+
+@partial(jax.jit, static_argnums=1)
+def _split(state, lanes):
+    return [jax.tree.map(lambda x, g=g: x[np.asarray(g)], state) for g in lanes]

@@ -567,12 +567,11 @@ class ParticleGibbsProgram:
         self.evidence_model = self.ssm.model("guided" if guided else None)
         self.evidence_method = ("Kalman filter" if self.kalman else
                                 f"{'guided' if guided else 'bootstrap'} particle filter")
-        # chain c from the key of (seed, c) alone, unbatched, one device per chain where there
-        # are devices enough (ppl/algorithms/devices.py): its draws are the same on any number
-        # of devices or processes
+        # chain c from the key of (seed, c) alone, unbatched, chain c on device c mod D, every
+        # chain by one compiled single-device program (ppl/algorithms/devices.py,
+        # `chains_on_devices`): its draws are the same on any number of devices or processes
         self.first, self.count, _ = _devices.process_share(self.chains)
-        self.layout = _devices.layout(self.count, devices, shard="chains")
-        self._run = self._run_impl  # compiled by _run_reporting
+        self.devices = _devices.local_devices(devices)
         self.finalize = Finalize(lowered, log_likelihood)
         self._evidence = jax.jit(self._evidence_impl)
         # conditional PaRIS costs about a particle Gibbs sweep: run it at no more than
@@ -618,9 +617,6 @@ class ParticleGibbsProgram:
 
         return _pg.parameter_chain(k2, u_theta, ref, sweep, log_joint, self.warmup, self.draws,
                                    self.mh_steps, self.target, self.assemble, noise, from_noise)
-
-    def _run_impl(self, keys, data):
-        return _devices.map_chains(self._chain, keys, data, self.layout)
 
     def _paris_impl(self, key, us, data):
         """Conditional PaRIS at each draw (rows of `us`): (draws, m) estimates of E[S | θ, y].
@@ -679,8 +675,8 @@ class ParticleGibbsProgram:
     def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
         pmmh = isinstance(self, ParticleMarginalProgram)
         keys = chain_keys(seed, self.chains, "run")[self.first:self.first + self.count]
-        us, acc = _run_reporting(
-            self, self._run, (keys, data_arrays), progress,
+        us, acc = _run_chains_reporting(
+            self, self._chain, keys, data_arrays, self.devices, progress,
             self.chains * (self.warmup + self.draws + (1 if pmmh else 0)),
             phase="PMMH" if pmmh else "particle Gibbs", unit="iterations (all chains)",
             chains=self.chains)
@@ -820,6 +816,30 @@ def _run_reporting(program, fn, args, progress, total, **info):
         total = 0
     with reporting(progress, total, **info):
         return jax.block_until_ready(compiled(*args))
+
+
+def _run_chains_reporting(program, fn, keys, shared, devices, progress, total, **info):
+    """`fn(key, shared)` for each chain's key, chain c on device c mod D by one compiled
+    single-device program (`devices.chains_on_devices`: the draws do not depend on the
+    devices), reported as `_run_reporting` reports; the executables are kept per variant."""
+    from ..runtime.progress import reporting
+    live = bool(progress is not None and getattr(progress, "live", False))
+    cache = program.__dict__.setdefault("_chain_programs", {})
+    traced = cache.get(("fn", fn, live))
+    if traced is None:
+        def traced(k, s):
+            program._ticking = live
+            try:
+                return fn(k, s)
+            finally:
+                program._ticking = False
+        cache[("fn", fn, live)] = traced
+    if not live:  # no count to show: say what runs, and how much of it
+        info = dict(phase=f"{info['phase']}, {total} {info.get('unit', 'steps')}")
+        total = 0
+    with reporting(progress, total, **info):
+        return _devices.chains_on_devices(traced, keys, shared, devices,
+                                          cache.setdefault(("exes", live), {}))
 
 
 def _tick(program, x):
