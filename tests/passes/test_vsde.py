@@ -86,7 +86,7 @@ def theta_model(ou):
 def test_auto_chooses_vsde_and_other_passes_decline(ou):
     model, _ = ou
     assert choose(model.graph).method == "vsde"
-    for m in ("nuts", "smc", "enumerate"):
+    for m in ("nuts", "enumerate"):  # smc: exact steps of the linear SDE (test_smc_process.py)
         with pytest.raises(PPLCheckError, match="continuous-time process"):
             choose(model.graph, m)
 
