@@ -431,3 +431,45 @@ def check_discretisation(pm: "ProcessModel", ssm, theta, data_arrays, times, rto
     return {"discretisation_checked": True, "discretisation_max_rel_diff": worst,
             "drift_slope": A, "drift_offset": a, "diffusion": sigma}
 
+
+# ------------------------------------------------------------------ prior draws
+PRIOR_DT = 0.01  # the prior path's grid step (the vsde pass's default)
+
+
+def prior_sampler(lowered, dt: float = PRIOR_DT):
+    """`sample(key, data_arrays) -> values` for a model with a process: the static variables
+    from their priors, the path from the prior SDE given them (`latent_sde.simulate_prior`, on
+    the grid of steps ≤ dt through every read time, so each read x(t) is a grid value), then the
+    rest of the program with the path in place: observed data simulated, deterministic values
+    computed from it. `values[name]` is the path on the grid (`prior_times(...)` gives the
+    times). Without the path, reads are NaN (`PathStub`) and so would be the simulated data."""
+    from ..algorithms import latent_sde as L  # noqa: PLC0415
+    from ..algorithms import linear_sde as LS  # noqa: PLC0415
+    from .handlers import Seed, Simulate  # noqa: PLC0415
+    from .model import LoweredModel, reported  # noqa: PLC0415
+    src = lowered
+    if not any(isinstance(s, N.ProcessDraw) for s in lowered.ir.body):
+        src = LoweredModel(lowered.source_ir, lowered.data)
+    pm = ProcessModel(src)
+    prob = pm.problem()
+    grid = LS.time_grid(pm.end - pm.start, dt, pm.obs_times - pm.start)
+    statics = [s.name for s in pm.statics]
+
+    def sample(key, data_arrays):
+        k_static, k_path, k_rest = jax.random.split(key, 3)
+        first = src.prior_sample(k_static, data_arrays)
+        theta = {n: first[n] for n in statics}
+        path = L.simulate_prior(prob, k_path, theta, grid)
+        env = src.base_env(data_arrays)
+        env[pm.name] = PathValue(jnp.asarray(grid + pm.start), path if pm.shape else path[:, 0])
+        it = src.run([Substitute(theta), Seed(k_rest), Simulate()], data_arrays, env=env,
+                     source=True)
+        out = {n: it.env[n] for n, v in src.source_ir.variables.items()
+               if v.kind in ("latent", "deterministic") and n in it.env}
+        out.update({n: it.env[n] for n in src.observed_names})
+        out = reported(out)
+        out[pm.name] = path if pm.shape else path[:, 0]
+        return out
+
+    sample.times = grid + pm.start
+    return sample

@@ -23,9 +23,15 @@ def sample_prior(lowered, chains: int, draws: int, seed: int = 0
     deterministic variables; the simulated observed data and the generated quantities."""
     f = lowered._shared.get("prior_sampler")
     if f is None:
+        draw = lambda k, d: lowered.prior_sample(k, d, simulate_data=True)  # noqa: E731
+        if any(v.kind == "process" for v in lowered.source_ir.variables.values()):
+            # the path from the prior SDE on a grid through the read times (ppl/lower/process.py)
+            from ..lower.process import prior_sampler  # noqa: PLC0415
+            draw = prior_sampler(lowered)
+
         def one(key, data):
             k_prior, k_gen = jax.random.split(key)
-            values = lowered.prior_sample(k_prior, data, simulate_data=True)
+            values = draw(k_prior, data)
             gen = lowered.generated(k_gen, values, data) if lowered.generated_names else {}
             return values, gen
         f = lowered._shared["prior_sampler"] = jax.jit(jax.vmap(one, in_axes=(0, None)))
