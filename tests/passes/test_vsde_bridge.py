@@ -53,14 +53,18 @@ def test_bridge_small_fit_is_a_bound_and_learns(bridge):
 @pytest.mark.slow
 @pytest.mark.parametrize("H", ["0.3", "0.5", "0.7"])
 def test_bridge_posterior_sds_within_5_percent(bridge, H):
-    """Acceptance (issue 14): default settings; sds at t = 0.5, 1, 1.5 within 5% of the exact
-    MA-fBM posterior; mean 0 within Monte Carlo error."""
+    """Acceptance (issue 14): sds at t = 0.5, 1, 1.5 within 5% of the exact MA-fBM posterior; mean
+    0 within Monte Carlo error. Default settings but steps of 0.05 (40 on the horizon, landing on
+    the three times): with zero drift the engine's chain (exact OU steps for Y, x driven by their
+    increments) is the model itself at any step, and the coarse grid keeps the test short."""
     model, d = bridge
-    idata = model.sample(_data(d, float(H)), draws=4000, seed=5)
+    idata = model.sample(_data(d, float(H)), draws=4000, seed=5, dt=0.05)
     want = np.asarray(d["reference"][HEADLINE][H])
     sd, mean = _sds(idata, [0.5, 1.0, 1.5])
+    a = idata.posterior.attrs
+    print(f"bridge H={H}: sd {np.round(sd, 4)} exact {want}; ELBO {a['elbo']:.4f} ± "
+          f"{a['elbo_se']:.4f}; steps {a['vi_steps']}, converged {a['vi_converged']}")
     assert np.all(np.abs(sd / want - 1) < 0.05), (H, sd, want)
     assert np.all(np.abs(mean) < 5 * want / np.sqrt(4000)), (H, mean)
-    a = idata.posterior.attrs
     exact = d["reference"]["type_I"][H]["log_evidence"]
     assert a["elbo"] <= exact + 2 * a["elbo_se"]
