@@ -68,3 +68,14 @@ def test_bridge_posterior_sds_within_5_percent(bridge, H):
     assert np.all(np.abs(mean) < 5 * want / np.sqrt(4000)), (H, mean)
     exact = d["reference"]["type_I"][H]["log_evidence"]
     assert a["elbo"] <= exact + 2 * a["elbo_se"]
+
+
+def test_new_data_values_of_the_same_shapes_are_not_the_old_ones(bridge):
+    """Model.sample reuses a program for data of the same shapes; the vsde problem holds the
+    data's values (here H), so other values rebuild it: the second call equals a fresh model's."""
+    model, d = bridge
+    tiny = dict(draws=50, seed=0, dt=0.1, paths=4, hidden=4, steps=2, max_steps=2, eval_paths=64)
+    model.sample(_data(d, 0.3), **tiny)
+    reused = model.sample(_data(d, 0.7), **tiny).posterior["x"].values
+    fresh = ppl.load(ROOT / "examples" / "fbm_bridge.ppl").sample(_data(d, 0.7), **tiny)
+    np.testing.assert_array_equal(reused, fresh.posterior["x"].values)
