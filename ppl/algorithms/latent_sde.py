@@ -687,3 +687,67 @@ def validate(algo: LatentSDE, state, key, paths: int = 2048, hurst: Optional[flo
                         "ok": bool(lhs <= rhs * (1 + 1e-6) + 1e-12)}
         out["step"] = {"gamma_max_dt": float(bas.gamma.max() * algo.options.dt), "ok": True}
     return out
+
+
+# ------------------------------------------------------------------------ prior paths
+def simulate_prior(problem: LatentSDEProblem, key, theta: dict, grid, scheme: str = "heun"):
+    """One path of the *prior* SDE on ``grid`` (0 = grid[0] < … ; numpy, the problem's clock)
+    given the static parameters ``theta`` (constrained): X(0) from the initial law, Y(0) from
+    its prior (MA-fBM type I), exact OU steps for Y, a Heun (or Euler) step for X driven by
+    dB̂ = Σ_k ω_k ΔY_k (Brownian: ΔW). Returns X on the grid, (len(grid), d). This is the
+    chain the engine runs with the control at zero, so prior predictive draws (`ppl sample
+    --prior`) and the fitted posterior live on the same discretisation."""
+    p = problem
+    d = int(p.state_dim)
+    m = int(p.noise_dim if p.noise_dim is not None else d)
+    grid = np.asarray(grid, dtype=np.float64)
+    dts = np.diff(grid)
+    n = dts.size
+    k_x0, k_y0, k_w = jax.random.split(key, 3)
+
+    def value(v):
+        return jnp.asarray(v(theta) if callable(v) else v, dtype=jnp.float64).reshape(d)
+
+    if isinstance(p.x0, GaussianInit):
+        x0 = value(p.x0.mean) + value(p.x0.sd) * jax.random.normal(k_x0, (d,))
+    else:
+        x0 = value(p.x0.value)
+    noise = p.noise
+    if isinstance(noise, MAFBMNoise):
+        bas = mafbm.basis(noise.K, noise.gamma_max, noise.T_omega or float(p.t_end), noise.kind)
+        g, K = bas.gamma, bas.K
+        H = theta[noise.hurst] if isinstance(noise.hurst, str) else float(noise.hurst)
+        w = mafbm.omega(bas, H, noise.normalize)
+        decay = np.exp(-np.outer(dts, g))
+        roots = np.zeros((n, K, K))
+        for i, dt in enumerate(dts):  # C is numerically singular on short steps: eigh, not Cholesky
+            s = g[:, None] + g[None, :]
+            lam, U = np.linalg.eigh(-np.expm1(-s * dt) / s)
+            roots[i] = U * np.sqrt(np.clip(lam, 0.0, None))
+        L0 = np.linalg.cholesky(mafbm.stationary_cov(g)) if bas.kind == "I" else np.zeros((K, K))
+        y0 = jax.random.normal(k_y0, (m, K)) @ jnp.asarray(L0).T
+        z = jax.random.normal(k_w, (n, m, K))
+        xs = dict(decay=jnp.asarray(decay), root=jnp.asarray(roots), z=z)
+    else:
+        w, y0 = None, jnp.zeros((m, 0))
+        xs = dict(z=jax.random.normal(k_w, (n, m)))
+    xs.update(t=jnp.asarray(grid[:-1]), dt=jnp.asarray(dts))
+
+    def step(carry, s):
+        x, y = carry
+        t, dt = s["t"], s["dt"]
+        if w is not None:
+            y_new = s["decay"][None, :] * y + jnp.einsum("kl,jl->jk", s["root"], s["z"])
+            dB = (y_new - y) @ w
+        else:
+            y_new, dB = y, jnp.sqrt(dt) * s["z"]
+        sig = p.diffusion(t, x, theta)
+        noise_term = sig * dB if p.diagonal else sig @ dB
+        b0 = p.drift(t, x, theta)
+        x_new = x + b0 * dt + noise_term
+        if scheme == "heun":
+            x_new = x + 0.5 * (b0 + p.drift(t + dt, x_new, theta)) * dt + noise_term
+        return (x_new, y_new), x_new
+
+    _, path = jax.lax.scan(step, (x0, y0), xs)
+    return jnp.concatenate([x0[None], path], axis=0)

@@ -335,3 +335,141 @@ class ProcessModel:
 def _fmt(v) -> str:
     v = np.asarray(v)
     return f"{float(v):g}" if v.ndim == 0 or v.size == 1 else np.array2string(v, precision=4)
+
+
+# ------------------------------------------------------------------ exact discretisation
+def read_times(lowered, lp, data_arrays=None) -> np.ndarray:
+    """The times t[1..N] at which a linear process is read (`ppl.ir.process.linear_process`),
+    from the data: strictly increasing, after the horizon's start and not after its end (the
+    exact state-space form steps forward from the start through them), else a located
+    PPLDataError."""
+    ir = lowered.source_ir
+    env = lowered.base_env(lowered.data_arrays if data_arrays is None else data_arrays)
+    it = Interpreter(ir, env)
+    sde = lp.draw.dist
+    name = lp.draw.target.name
+    n = static_int(it.expr(lp.size), lp.size.span, "the number of reads", ir.source, ir.filename)
+    start, end = float(it.expr(sde.start)), float(it.expr(sde.end))
+    t = np.asarray(it.expr(lp.times), dtype=np.float64).ravel()
+    span = lp.reads[0].time.span
+
+    def err(msg, hint):
+        return PPLDataError(msg, span, hint, ir.source, ir.filename)
+
+    if t.size < n:
+        raise err(f'"{name}" is read at {lp.times.name}[1..{n}], but {lp.times.name} has {t.size} '
+                  "values", "the loop over the reads runs past the data")
+    t = t[:n]
+    tn = lp.times.name
+    bad = np.flatnonzero(~np.isfinite(t) | (t > end))
+    if bad.size:
+        k = int(bad[0])
+        raise err(f'"{name}" is read at time {t[k]:g} at {tn}[{k + 1}], outside its horizon '
+                  f"[{start:g}, {end:g}]", "observation times lie within the process's horizon")
+    if not t[0] > start:
+        raise err(f'"{name}" is read at time {t[0]:g} at {tn}[1], not after the start of its '
+                  f"horizon ({start:g})", "observe the initial value through the init law, or "
+                  "start the horizon earlier (process<start=…>)")
+    back = np.flatnonzero(np.diff(t) <= 0)
+    if back.size:
+        k = int(back[0]) + 1
+        raise err(f'"{name}" is read at {tn}[{k + 1}] = {t[k]:g}, not after {tn}[{k}] = '
+                  f"{t[k - 1]:g}: the exact discretisation steps forward through increasing times",
+                  "sort the observations by time (merge repeated times into one read)")
+    return t
+
+
+def check_discretisation(pm: "ProcessModel", ssm, theta, data_arrays, times, rtol=1e-8) -> dict:
+    """Translation validation of the exact discretisation: the Gaussian steps the state-space
+    form takes (its own statements, read by the smc lowering) against the transitions of the
+    linear SDE computed independently — drift slope and offset by differentiating the drift as
+    written, and (Φ, b, Q) by Van Loan's matrix exponential on sub-steps
+    (`ppl.algorithms.linear_sde.transitions`) — and the law at the first read against the
+    initial law carried forward. Raises PPLInternalError on a mismatch."""
+    from ..algorithms import latent_sde as L  # noqa: PLC0415
+    from ..algorithms import linear_sde as LS  # noqa: PLC0415
+    from ..syntax.errors import PPLInternalError  # noqa: PLC0415
+    theta = {k: jnp.asarray(v, jnp.result_type(float)) for k, v in theta.items()}
+    x0 = jnp.zeros(1)
+    a = float(pm.drift(0.0, x0, theta)[0])
+    A = float(jax.jacfwd(lambda x: pm.drift(0.0, x, theta))(x0)[0, 0])
+    probe = float(pm.drift(0.0, jnp.full(1, 0.7), theta)[0])
+    if abs(probe - (a + 0.7 * A)) > 1e-9 * (1 + abs(probe)):
+        raise PPLInternalError(f"smc: the drift of \"{pm.name}\" is not affine at θ = {theta}")
+    sigma = float(pm.diffusion(0.0, x0, theta)[0])
+    dts = np.diff(np.concatenate([[pm.start], times]))
+    tr = LS.transitions(LS.LinearSDE(np.array([[A]]), np.array([a]), np.array([[sigma]])), dts)
+    init = pm.init()
+    if isinstance(init, L.GaussianInit):
+        m0 = float(np.asarray(init.mean(theta))[0])
+        v0 = float(np.asarray(init.sd(theta))[0]) ** 2
+    else:
+        m0, v0 = float(np.asarray(init.value(theta))[0]), 0.0
+    Phi, b, Q = (np.asarray(x)[:, 0, ...] for x in tr)
+    want_m = np.concatenate([[Phi[0, 0] * m0 + b[0]], b[1:]])
+    want_F = np.concatenate([[0.0], Phi[1:, 0]])
+    want_v = np.concatenate([[Phi[0, 0] ** 2 * v0 + Q[0, 0]], Q[1:, 0]])
+
+    params, _ = ssm.prepare(theta, data_arrays)
+    form = ssm.form
+    m1, _, s1, _ = ssm._coefficients(form.init, jnp.int32(1), params, wrt_prev=False)
+    coef = jax.vmap(lambda k: ssm._coefficients(form.transition, k, params, wrt_prev=True))(
+        jnp.arange(2, ssm.T + 1, dtype=jnp.int32))
+    got_m = np.concatenate([np.asarray(m1).ravel(), np.asarray(coef[0]).ravel()])
+    got_F = np.concatenate([[0.0], np.asarray(coef[1]).ravel()])
+    got_v = np.concatenate([np.asarray(s1).ravel() ** 2, np.asarray(coef[2]).ravel() ** 2])
+    worst = 0.0
+    for what, got, want in (("mean", got_m, want_m), ("slope", got_F, want_F),
+                            ("variance", got_v, want_v)):
+        err = np.abs(got - want) / (np.abs(want) + 1e-12)
+        worst = max(worst, float(np.max(err)))
+        if not np.all(err <= rtol):
+            k = int(np.argmax(err))
+            raise PPLInternalError(
+                f"smc translation validation failed: step {k + 1} of the discretised \"{pm.name}\" "
+                f"has {what} {got[k]!r}, the linear SDE's exact transition {want[k]!r}")
+    return {"discretisation_checked": True, "discretisation_max_rel_diff": worst,
+            "drift_slope": A, "drift_offset": a, "diffusion": sigma}
+
+
+# ------------------------------------------------------------------ prior draws
+PRIOR_DT = 0.01  # the prior path's grid step (the vsde pass's default)
+
+
+def prior_sampler(lowered, dt: float = PRIOR_DT):
+    """`sample(key, data_arrays) -> values` for a model with a process: the static variables
+    from their priors, the path from the prior SDE given them (`latent_sde.simulate_prior`, on
+    the grid of steps ≤ dt through every read time, so each read x(t) is a grid value), then the
+    rest of the program with the path in place: observed data simulated, deterministic values
+    computed from it. `values[name]` is the path on the grid (`prior_times(...)` gives the
+    times). Without the path, reads are NaN (`PathStub`) and so would be the simulated data."""
+    from ..algorithms import latent_sde as L  # noqa: PLC0415
+    from ..algorithms import linear_sde as LS  # noqa: PLC0415
+    from .handlers import Seed, Simulate  # noqa: PLC0415
+    from .model import LoweredModel, reported  # noqa: PLC0415
+    src = lowered
+    if not any(isinstance(s, N.ProcessDraw) for s in lowered.ir.body):
+        src = LoweredModel(lowered.source_ir, lowered.data)
+    pm = ProcessModel(src)
+    prob = pm.problem()
+    grid = LS.time_grid(pm.end - pm.start, dt, pm.obs_times - pm.start)
+    statics = [s.name for s in pm.statics]
+
+    def sample(key, data_arrays):
+        k_static, k_path, k_rest = jax.random.split(key, 3)
+        first = src.prior_sample(k_static, data_arrays)
+        theta = {n: first[n] for n in statics}
+        path = L.simulate_prior(prob, k_path, theta, grid)
+        env = src.base_env(data_arrays)
+        env[pm.name] = PathValue(jnp.asarray(grid + pm.start), path if pm.shape else path[:, 0])
+        it = src.run([Substitute(theta), Seed(k_rest), Simulate()], data_arrays, env=env,
+                     source=True)
+        out = {n: it.env[n] for n, v in src.source_ir.variables.items()
+               if v.kind in ("latent", "deterministic") and n in it.env}
+        out.update({n: it.env[n] for n in src.observed_names})
+        out = reported(out)
+        out[pm.name] = path if pm.shape else path[:, 0]
+        return out
+
+    sample.times = grid + pm.start
+    return sample

@@ -36,11 +36,11 @@ def _without_processes(p: InferencePass) -> InferencePass:
 
 PASSES: Dict[str, InferencePass] = {p.name: p for p in (_without_processes(EnumeratePass()),
                                                       _without_processes(NutsPass()),
-                                                      _without_processes(SMCPass()),
+                                                      SMCPass(),  # linear processes: exact steps
                                                       _without_processes(MHGPass()), VSDEPass())}
 PREFERENCE = ["enumerate", "nuts", "smc", "mhg"]
 # a model with a continuous-time process runs by the passes that know processes, only
-PROCESS_PASSES = ["vsde"]
+PROCESS_PASSES = ["vsde", "smc"]
 
 
 def passes() -> Dict[str, InferencePass]:

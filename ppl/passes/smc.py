@@ -10,6 +10,10 @@
   ancestor sampling) alternating with random-walk Metropolis moves on the parameters (centred
   and, for normal states, non-centred), and log evidence by importance sampling over them.
 - Static models with proper priors: adaptive tempered SMC, with log evidence.
+- A model with a linear process (`x: process<…> ~ sde(drift = a + A*x, diffusion = σ, …)` read
+  as x(t[i])): the rewrite `discretise_process` (ppl/ir/process.py) makes it the state-space
+  model of the SDE's exact Gaussian transitions between the read times, run as above (Kalman:
+  the exact log p(y)); `ProcessProgram` adds the check of those steps against the linear SDE.
 
 Contract: "unbiased-evidence" (Ẑ, not log Ẑ, is unbiased; Kalman is exact).
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +35,7 @@ from ..algorithms import particle_gibbs as _pg
 from ..algorithms import tempered_smc as _tsmc
 from ..ir import nodes as N
 from ..ir.graph import ModelGraph
+from ..ir.process import NotLinearProcess, discretise_linear, has_process, linear_process
 from ..ir.rewrites import extract_state_space
 from ..ir.statespace import StateSpace, StateSpaceForm, find
 from ..lower import additive as _additive
@@ -421,6 +426,49 @@ def validate_kalman(ssm: SSMLowering, key, lowered: LoweredModel, rtol=1e-8):
     return {"kalman_checked": True, "kalman_max_abs_diff": max(abs(r0), abs(r1), abs(r2))}
 
 
+# ============================================================================ processes
+class ProcessProgram:
+    """A model with a linear process (`x: process<…> ~ sde(drift = a + A*x, diffusion = σ)`,
+    read as x(t[i])), run as the state-space model of its exact Gaussian steps between the read
+    times (the rewrite `discretise_process`, ppl/ir/process.py): the program for that model
+    (Kalman, particle filter or particle Gibbs), its validation with the discretised program as
+    the reference, and the discretisation itself checked against the linear SDE's transitions
+    computed independently (`check_discretisation`). The path's draws are at the read times,
+    given as the `process` group's `<name>_time`."""
+
+    def __init__(self, smc: "SMCPass", lowered: LoweredModel, options: Dict[str, Any]):
+        from ..lower import process as _process  # noqa: PLC0415
+        self._process = _process
+        self.lp = linear_process(lowered.source_ir)
+        self.name = self.lp.draw.target.name
+        # the process as written (its drift, diffusion and initial law, for the check) and the
+        # discretised program (the reference of the state-space validation)
+        self.written = _process.ProcessModel(LoweredModel(lowered.source_ir, lowered.data))
+        self.lowered = LoweredModel(lowered.ir, lowered.data,
+                                    source_ir=discretise_linear(lowered.source_ir))
+        self.times = _process.read_times(self.lowered, self.lp)
+        self.inner = smc._build(self.lowered, options)
+        self.contract = self.inner.contract
+
+    def run(self, data_arrays, seed: int = 0, progress=None) -> Draws:
+        times = self._process.read_times(self.lowered, self.lp, data_arrays)
+        out = self.inner.run(data_arrays, seed, progress)
+        out.groups = dict(out.groups, process={f"{self.name}_time": times})
+        out.attrs["process_discretisation"] = ("exact: Gaussian transitions of the linear SDE "
+                                               f"between the {times.size} read times")
+        return out
+
+    def validate(self, key):
+        r = dict(self.inner.validate(key))
+        ssm = self.inner.ssm
+        vals = self.lowered.prior_sample(key, self.lowered.data_arrays)
+        theta = {n: vals[n] for n in ssm.form.params if n in vals}
+        theta.update({n: self.lowered.fixed[n] for n in ssm.form.params if n in self.lowered.fixed})
+        r.update(self._process.check_discretisation(self.written, ssm, theta,
+                                                    self.lowered.data_arrays, self.times))
+        return r
+
+
 # ============================================================================ the pass
 def _improper(graph: ModelGraph):
     priors = {s.target for s in graph.statements() if s.kind == "prior"}
@@ -437,6 +485,23 @@ class SMCPass(InferencePass):
                "Gibbs for their static parameters, tempered SMC for static models")
 
     def diagnose(self, graph: ModelGraph) -> Diagnosis:
+        if has_process(graph.ir):
+            # a linear SDE read at data times is exactly a Gaussian state-space model on them
+            try:
+                lp = linear_process(graph.ir)
+                d = self._diagnose(ModelGraph(discretise_linear(graph.ir)))
+            except NotLinearProcess as e:
+                return Diagnosis(False, "smc runs a process as an exact state-space model on its "
+                                 f"read times only when the SDE is linear: {e.reason}", e.span)
+            if not d:
+                return d
+            name = lp.draw.target.name
+            return Diagnosis(True, f'process "{name}" (linear drift, constant diffusion, Brownian '
+                             f"noise) read at {lp.times.name}[i]: exact Gaussian steps between "
+                             f"the read times; {d.reason}")
+        return self._diagnose(graph)
+
+    def _diagnose(self, graph: ModelGraph) -> Diagnosis:
         v = _improper(graph)
         if v is not None:
             return Diagnosis(False, f'smc needs a proper prior on every random variable: "{v.name}" '
@@ -499,10 +564,17 @@ class SMCPass(InferencePass):
     }
 
     def rewrite(self, ir: N.ModelIR, options: Dict[str, Any]) -> N.ModelIR:
+        if has_process(ir):
+            ir = discretise_linear(ir)  # ppl/ir/process.py: exact Gaussian steps
         form, _ = find(ModelGraph(ir))
         return extract_state_space(ir) if form is not None else ir
 
     def build(self, lowered: LoweredModel, options: Dict[str, Any]):
+        if "discretise_process" in lowered.ir.rewrites:
+            return ProcessProgram(self, lowered, options)
+        return self._build(lowered, options)
+
+    def _build(self, lowered: LoweredModel, options: Dict[str, Any]):
         form = next((s.form for s in lowered.ir.body if isinstance(s, StateSpace)), None)
         opts = dict(options)
         if form is not None:
@@ -521,6 +593,16 @@ class SMCPass(InferencePass):
 
     def validate(self, program, key) -> Dict[str, Any]:
         return program.validate(key)
+
+    def check_data(self, lowered: LoweredModel) -> List[str]:
+        if "discretise_process" not in lowered.ir.rewrites:
+            return super().check_data(lowered)
+        program = self.build(lowered, {"chains": 1, "draws": 10})  # exact Gaussian steps
+        res = self.validate(program, rng_key(0))
+        return [f'data: ok (process "{program.name}" read at {program.times.size} increasing '
+                "times: exact Gaussian steps between them)",
+                "validation: the discretised steps against the linear SDE's exact transitions "
+                f"(max relative difference {res['discretisation_max_rel_diff']:.2g})"]
 
 
 # ============================================================================ particle Gibbs

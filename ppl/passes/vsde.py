@@ -13,6 +13,8 @@ Contract: elbo-bound (the ELBO is a lower bound on log p(y) of the discretised m
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 from typing import Any, Callable, Dict, List, Optional
 
 import jax
@@ -41,11 +43,21 @@ def has_process(graph: ModelGraph) -> bool:
     return any(v.kind == "process" for v in graph.ir.variables.values())
 
 
+def data_fingerprint(data_arrays) -> str:
+    """A digest of the data's values (the program bakes them into its problem)."""
+    h = hashlib.sha1()
+    for k in sorted(data_arrays):
+        h.update(k.encode() + np.ascontiguousarray(np.asarray(data_arrays[k])).tobytes())
+    return h.hexdigest()
+
+
 class VSDEProgram:
     contract = "elbo-bound"
 
     def __init__(self, lowered: LoweredModel, options: Dict[str, Any]):
         self.lowered = lowered
+        self.options = dict(options)
+        self.fingerprint = data_fingerprint(lowered.data_arrays)
         self.model = _process.ProcessModel(lowered)
         engine = {k: t(options[k]) for k, t in _ENGINE.items() if k in options}
         if "hidden" in options:
@@ -66,6 +78,12 @@ class VSDEProgram:
 
     def run(self, data_arrays, seed: int = 0,
             progress: Optional[Callable[[int, int], None]] = None) -> Draws:
+        if data_fingerprint(data_arrays) != self.fingerprint:
+            # the problem holds the data's values (observations, times, constants such as H):
+            # other values of the same shapes (a program reused by Model.sample) rebuild it
+            lowered = copy.copy(self.lowered)
+            lowered.data_arrays = dict(data_arrays)
+            self.__init__(lowered, self.options)
         algo = self.algo
         steps = int(self.max_steps or algo.options.steps)
         label = getattr(progress, "label", None)

@@ -21,14 +21,25 @@ def sample_prior(lowered, chains: int, draws: int, seed: int = 0
                  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """(prior, prior_predictive), arrays (chains, draws, *shape): the latents and
     deterministic variables; the simulated observed data and the generated quantities."""
-    f = lowered._shared.get("prior_sampler")
+    process = any(v.kind == "process" for v in lowered.source_ir.variables.values())
+    cache = "prior_sampler"
+    if process:  # the path's grid and constants come from the data's values: one per values
+        from ..passes.vsde import data_fingerprint  # noqa: PLC0415
+        cache = ("prior_sampler", data_fingerprint(lowered.data_arrays))
+    f = lowered._shared.get(cache)
     if f is None:
+        draw = lambda k, d: lowered.prior_sample(k, d, simulate_data=True)  # noqa: E731
+        if process:
+            # the path from the prior SDE on a grid through the read times (ppl/lower/process.py)
+            from ..lower.process import prior_sampler  # noqa: PLC0415
+            draw = prior_sampler(lowered)
+
         def one(key, data):
             k_prior, k_gen = jax.random.split(key)
-            values = lowered.prior_sample(k_prior, data, simulate_data=True)
+            values = draw(k_prior, data)
             gen = lowered.generated(k_gen, values, data) if lowered.generated_names else {}
             return values, gen
-        f = lowered._shared["prior_sampler"] = jax.jit(jax.vmap(one, in_axes=(0, None)))
+        f = lowered._shared[cache] = jax.jit(jax.vmap(one, in_axes=(0, None)))
     keys = _per_draw(chain_keys(seed, chains, "prior"), draws)
     values, gen = f(keys, lowered.data_arrays)
     shape = (chains, draws)
