@@ -27,12 +27,15 @@ on each key's position in the batch.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax._src import distributed
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
@@ -153,7 +156,6 @@ def _barrier():
     """Wait for every process at the coordination service (a long timeout: processes finish
     their chains at different times) before the collective, whose CPU (gloo) set-up gives up
     within about a minute when one process comes late."""
-    from jax._src import distributed  # noqa: PLC0415 (no public barrier with a timeout)
     client = getattr(distributed.global_state, "client", None)
     if client is None:
         return
@@ -166,7 +168,6 @@ def gather_chains(tree, chains: int, multiple: int = 1):
     concatenated in chain order on every process; the identity in a single process."""
     if jax.process_count() == 1:
         return tree
-    from jax.experimental import multihost_utils  # noqa: PLC0415 (multi-process runs only)
     _, mine, per = process_share(chains, multiple)
 
     def pad(a):
@@ -193,7 +194,6 @@ def on_each_device(compiled, home, devices: Sequence, compile_for: Callable):
     Not JAX's executable serialisation (compile once, load on every device): measured with
     JAX 0.10.2, a particle Gibbs chain program loaded that way on a second CPU device failed
     when run ("NOT_FOUND: Function add_select_fusion.4 not found"), though a NUTS kernel ran."""
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     others = [d for d in devices if d != home]
     with ThreadPoolExecutor(max(1, len(others))) as pool:

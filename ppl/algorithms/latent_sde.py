@@ -55,6 +55,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import optax
 
 from . import linear_sde, mafbm
@@ -247,7 +248,6 @@ class LatentSDE:
 
 
 def build(problem: LatentSDEProblem, options: Options = Options()) -> LatentSDE:
-    import numpyro.distributions as dist  # noqa: PLC0415 (heavy import, only here)
 
     p, o = problem, options
     d = int(p.state_dim)

@@ -13,6 +13,8 @@ from typing import Optional, Tuple
 
 from ..syntax.visit import transform, walk
 from . import nodes as N
+from .loops import plan as plan_loop
+from .printer import expr
 
 
 class NotLinearProcess(Exception):
@@ -136,7 +138,6 @@ def linear_process(ir: N.ModelIR) -> LinearProcess:
 
 
 def _show(e) -> str:
-    from .printer import expr  # noqa: PLC0415
     try:
         return expr(e)
     except Exception:  # noqa: BLE001 - only for a message
@@ -195,7 +196,6 @@ def discretise_linear(ir: N.ModelIR) -> N.ModelIR:
     lp = linear_process(ir)
     p = lp.draw
     name, span = p.target.name, p.span
-    from .loops import plan as plan_loop  # noqa: PLC0415
     sid = 1 + max((x.sid for s in ir.body for x in walk(s) if isinstance(x, N.Stmt)), default=0)
     loop_var = next(s.var for s in ir.body if isinstance(s, N.Loop) and s.sid in lp.loops)
     i = N.Ref(span, loop_var, "index")

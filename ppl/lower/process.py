@@ -22,11 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..algorithms import latent_sde as L
+from ..algorithms import linear_sde as LS
 from ..ir import nodes as N
-from ..syntax.errors import PPLDataError
+from ..syntax.errors import PPLDataError, PPLInternalError
 from ..syntax.visit import walk
-from .handlers import Block, Substitute
+from .handlers import Block, Seed, Simulate, Substitute
 from .interpreter import Interpreter, static_int
+from .model import LoweredModel, _likelihood_site, reported
 
 
 # ------------------------------------------------------------------ values of a process
@@ -194,7 +197,6 @@ class ProcessModel:
         return jnp.broadcast_to(v, (self.d,)) if self.diagonal else v
 
     def init(self):
-        from ..algorithms import latent_sde as L  # noqa: PLC0415
         e = self.sde.init
         if isinstance(e, N.Dist) and e.name == "normal":
             mean, sd = e.args
@@ -210,7 +212,6 @@ class ProcessModel:
             Interpreter(self.ir, self.static_env(th)).expr(e), (self.d,)))
 
     def noise(self):
-        from ..algorithms import latent_sde as L  # noqa: PLC0415
         n = self.sde.noise
         if n.kind == "brownian":
             return L.BrownianNoise()
@@ -312,7 +313,6 @@ class ProcessModel:
 
     def log_likelihood(self, xs, theta):
         """Σ log p(observed | path at the observation times, θ), `xs` (n, d)."""
-        from .model import _likelihood_site  # noqa: PLC0415
         values = xs if self.shape else xs[:, 0]
         env = dict(self.env0)
         env[self.name] = PathValue(self.obs_times, values)
@@ -322,7 +322,6 @@ class ProcessModel:
 
     # ---------------------------------------------------------------- the problem
     def problem(self, estimate: str = "variational"):
-        from ..algorithms import latent_sde as L  # noqa: PLC0415
         params = tuple(L.StaticParam(s.name, prior=s.prior, estimate=estimate, support=s.support,
                                      shape=s.shape) for s in self.statics)
         return L.LatentSDEProblem(
@@ -386,9 +385,6 @@ def check_discretisation(pm: "ProcessModel", ssm, theta, data_arrays, times, rto
     written, and (Φ, b, Q) by Van Loan's matrix exponential on sub-steps
     (`ppl.algorithms.linear_sde.transitions`) — and the law at the first read against the
     initial law carried forward. Raises PPLInternalError on a mismatch."""
-    from ..algorithms import latent_sde as L  # noqa: PLC0415
-    from ..algorithms import linear_sde as LS  # noqa: PLC0415
-    from ..syntax.errors import PPLInternalError  # noqa: PLC0415
     theta = {k: jnp.asarray(v, jnp.result_type(float)) for k, v in theta.items()}
     x0 = jnp.zeros(1)
     a = float(pm.drift(0.0, x0, theta)[0])
@@ -443,10 +439,6 @@ def prior_sampler(lowered, dt: float = PRIOR_DT):
     rest of the program with the path in place: observed data simulated, deterministic values
     computed from it. `values[name]` is the path on the grid (`prior_times(...)` gives the
     times). Without the path, reads are NaN (`PathStub`) and so would be the simulated data."""
-    from ..algorithms import latent_sde as L  # noqa: PLC0415
-    from ..algorithms import linear_sde as LS  # noqa: PLC0415
-    from .handlers import Seed, Simulate  # noqa: PLC0415
-    from .model import LoweredModel, reported  # noqa: PLC0415
     src = lowered
     if not any(isinstance(s, N.ProcessDraw) for s in lowered.ir.body):
         src = LoweredModel(lowered.source_ir, lowered.data)

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as nd
 
 from ..algorithms import mhg as M
 from ..algorithms import padded as P
@@ -35,7 +36,8 @@ from ..lower.model import LoweredModel, seed_of
 from ..syntax.errors import PPLError, PPLRuntimeError
 from ..syntax.visit import walk
 from .base import Diagnosis, Draws, InferencePass
-from .user_moves import describe as describe_user_moves, user_moves
+from .user_moves import describe as describe_user_moves
+from .user_moves import user_moves
 
 
 class _SiteDists(Handler):
@@ -304,7 +306,6 @@ class PaddedFromIR:
 
 
 def _uniform(lo, hi, shape):
-    import numpyro.distributions as nd
     d = nd.Uniform(lo, hi)
     return d.expand(shape) if shape else d
 

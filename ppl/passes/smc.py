@@ -35,10 +35,16 @@ from ..algorithms import particle_gibbs as _pg
 from ..algorithms import tempered_smc as _tsmc
 from ..ir import nodes as N
 from ..ir.graph import ModelGraph
-from ..ir.process import NotLinearProcess, discretise_linear, has_process, linear_process
+from ..ir.process import (
+    NotLinearProcess,
+    discretise_linear,
+    has_process,
+    linear_process,
+)
 from ..ir.rewrites import extract_state_space
 from ..ir.statespace import StateSpace, StateSpaceForm, find
 from ..lower import additive as _additive
+from ..lower import process as _process
 from ..lower.model import LoweredModel
 from ..lower.random import chain_keys, rng_key, split_keys
 from ..lower.statespace import SSMLowering
@@ -437,7 +443,6 @@ class ProcessProgram:
     given as the `process` group's `<name>_time`."""
 
     def __init__(self, smc: "SMCPass", lowered: LoweredModel, options: Dict[str, Any]):
-        from ..lower import process as _process  # noqa: PLC0415
         self._process = _process
         self.lp = linear_process(lowered.source_ir)
         self.name = self.lp.draw.target.name
@@ -904,7 +909,6 @@ def _run_chains_reporting(program, fn, keys, shared, devices, progress, total, *
     """`fn(key, shared)` for each chain's key, chain c on device c mod D by one compiled
     single-device program (`devices.chains_on_devices`: the draws do not depend on the
     devices), reported as `_run_reporting` reports; the executables are kept per variant."""
-    from ..runtime.progress import reporting
     live = bool(progress is not None and getattr(progress, "live", False))
     cache = program.__dict__.setdefault("_chain_programs", {})
     traced = cache.get(("fn", fn, live))

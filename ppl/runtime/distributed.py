@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import jax
+
 from ..syntax.errors import PPLError
 
 __all__ = ["initialize", "finish"]
@@ -45,7 +47,6 @@ def initialize(coordinator: Optional[str], num_processes: Optional[int],
         if not sep or not host or not port.isdigit():
             raise PPLError(f"--coordinator {coordinator!r} is not HOST:PORT", None,
                            "for example --coordinator node0:12345 or 127.0.0.1:12345")
-    import jax  # noqa: PLC0415 (after `ppl` set JAX's flags; the backend must not be running)
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                    process_id=process_id)
@@ -63,7 +64,6 @@ def finish() -> None:
     while another process still finishes its run (`ppl` ends with os._exit, which skips
     JAX's own shutdown at exit; measured on a loaded machine: process 1 aborted, exit 134,
     when process 0 left first). Nothing to do in a single process."""
-    import jax  # noqa: PLC0415
 
     if jax.process_count() > 1:
         jax.distributed.shutdown()

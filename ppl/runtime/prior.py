@@ -13,8 +13,10 @@ from typing import Dict, Tuple
 import jax
 import numpy as np
 
+from ..lower.process import prior_sampler
 from ..lower.random import chain_keys
 from ..passes.base import _per_draw
+from ..passes.vsde import data_fingerprint
 
 
 def sample_prior(lowered, chains: int, draws: int, seed: int = 0
@@ -24,14 +26,12 @@ def sample_prior(lowered, chains: int, draws: int, seed: int = 0
     process = any(v.kind == "process" for v in lowered.source_ir.variables.values())
     cache = "prior_sampler"
     if process:  # the path's grid and constants come from the data's values: one per values
-        from ..passes.vsde import data_fingerprint  # noqa: PLC0415
         cache = ("prior_sampler", data_fingerprint(lowered.data_arrays))
     f = lowered._shared.get(cache)
     if f is None:
         draw = lambda k, d: lowered.prior_sample(k, d, simulate_data=True)  # noqa: E731
         if process:
             # the path from the prior SDE on a grid through the read times (ppl/lower/process.py)
-            from ..lower.process import prior_sampler  # noqa: PLC0415
             draw = prior_sampler(lowered)
 
         def one(key, data):
