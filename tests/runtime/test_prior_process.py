@@ -6,7 +6,6 @@ the OU prior is stationary (variance σ²/2θ = 0.125, which the Heun chain at �
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import ppl
 from oracles import sde as sde_data
