@@ -58,13 +58,13 @@ def test_completion_offers_commands_names_distributions_and_functions():
     r = Repl(io.StringIO(), io.StringIO())
     r.add("data y: real")
     r.add("sigma ~ half_normal(1)")
-    r.add("def scaled(x: real) -> real {\n  return 2 * x\n}")
+    r.add("def twice(x: real) -> real {\n  return 2 * x\n}")
     complete = lambda text: [c.text for c in Completer(r).get_completions(Document(text), None)]  # noqa: E731
     assert complete(":sa") == [":sample", ":save"]
     assert complete("mu ~ half_c") == ["half_cauchy"]
     assert "sigma" in complete("y ~ normal(0, sig")
     assert complete("z = log_su") == ["log_sum_exp"]
-    assert complete("z = scal") == ["scaled"]
+    assert complete("z = twi") == ["twice"]
     assert complete("y ~ si") == []  # after "~" only distributions
 
 

@@ -97,6 +97,7 @@ def test_every_distribution_has_a_support():
             assert static_support(spec) is not None, spec.name
 
 
+@pytest.mark.slow  # a NUTS compile, 23 s; densities are checked directly
 def test_a_model_draws_from_the_new_families():
     """Latents under the new families sample through the language (their supports map to
     unconstrained coordinates) and data under them are observed."""

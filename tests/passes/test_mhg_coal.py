@@ -110,6 +110,7 @@ def test_validation_passes_on_the_derived_moves(coal):
     assert rep["checked"] and "birth_death[k]" in rep["report"]
 
 
+@pytest.mark.slow  # 36 s: the density and validation tests cover the default suite
 def test_short_run(shared_data):
     """Smoke test: a short run through the public API; the draws carry k and padded arrays."""
     model = ppl.load(ROOT / "examples" / "coal_mining.ppl")

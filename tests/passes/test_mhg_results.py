@@ -32,6 +32,7 @@ def polynomial_run(shared_data, tmp_path_factory):
     return code, out.getvalue(), err.getvalue(), az.from_netcdf(fit)
 
 
+@pytest.mark.slow  # an mhg run through the CLI, 45 s
 def test_the_printed_posterior_of_d_is_that_of_the_written_draws(polynomial_run):
     code, out, err, idata = polynomial_run
     assert code == 0, err
@@ -54,6 +55,7 @@ def test_the_printed_posterior_of_d_is_that_of_the_written_draws(polynomial_run)
         assert p == pytest.approx(rows.get(v, (0.0, 0.0))[0], abs=6e-5)
 
 
+@pytest.mark.slow  # an mhg run through the CLI, 45 s
 def test_acceptance_per_move_kind_is_printed_and_stored(polynomial_run):
     code, out, err, idata = polynomial_run
     line = next(x for x in out.splitlines() if x.startswith("acceptance: "))
@@ -73,6 +75,7 @@ def test_acceptance_per_move_kind_is_printed_and_stored(polynomial_run):
     assert 0 < stored["birth_death[d]"] < 1
 
 
+@pytest.mark.slow  # an mhg run through the CLI, 45 s
 def test_means_given_the_most_probable_size(polynomial_run):
     code, out, err, idata = polynomial_run
     lines = out.splitlines()

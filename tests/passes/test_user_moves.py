@@ -59,6 +59,7 @@ def _user(program):
     return kernel
 
 
+@pytest.mark.slow  # the galaxy split/merge program compiles for ~40 s
 def test_split_merge_from_stdlib_joins_the_moves_and_passes_the_checks(small_sm):
     program, lowered = small_sm
     kernel = _user(program)
@@ -72,6 +73,7 @@ def test_split_merge_from_stdlib_joins_the_moves_and_passes_the_checks(small_sm)
     assert any("split_merge_precision" in line for line in program.describe_moves())
 
 
+@pytest.mark.slow  # the galaxy split/merge program compiles for ~40 s
 def test_language_split_equals_the_hand_written_involution_and_rg_jacobian(small_sm):
     """Same state and auxiliaries: the same new state, and the automatic log-Jacobian of the
     language's map equals Richardson & Green's closed form (eq. 12, in precisions)."""

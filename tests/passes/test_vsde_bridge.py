@@ -72,6 +72,7 @@ def test_bridge_posterior_sds_within_5_percent(bridge, H):
     assert a["elbo"] <= exact + 2 * a["elbo_se"]
 
 
+@pytest.mark.slow  # a second vsde fit: 30 s quiet, 8 min loaded
 def test_new_data_values_of_the_same_shapes_are_not_the_old_ones(bridge):
     """Model.sample reuses a program for data of the same shapes; the vsde problem holds the
     data's values (here H), so other values rebuild it: the second call equals a fresh model's."""

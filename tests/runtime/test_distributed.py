@@ -34,6 +34,7 @@ def _posterior(path):
     return {k: np.asarray(v.values) for k, v in idata.posterior.data_vars.items()}
 
 
+@pytest.mark.slow  # two processes, 40 s
 def test_two_processes_give_the_draws_of_one(tmp_path):
     port = _free_port()
     out2 = tmp_path / "two.nc"
