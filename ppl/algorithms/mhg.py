@@ -152,9 +152,17 @@ class _Hamiltonian:
     def finish_warmup(self, params):
         return params._replace(log_step=params.da[1])
 
-    def _potential(self, state, data):
+    def _start(self, key, state, params, data):
+        """HMC's and NUTS's start: the inverse mass on the active coordinates, the leapfrog
+        update, the unconstrained point and fresh momentum, and the integrator's state."""
         layout = self.layout
-        return lambda z: -layout.log_density_z(z, state, data)
+        mask = layout.mask(state)
+        inv_mass = jnp.where(mask, params.inv_mass, 0.0)
+        potential = lambda z: -layout.log_density_z(z, state, data)  # noqa: E731
+        init_fn, update_fn = velocity_verlet(potential, euclidean_kinetic_energy)
+        z0 = layout.unconstrain(state)
+        r0 = _momentum(key, mask, params.inv_mass)
+        return mask, inv_mass, update_fn, z0, r0, init_fn(z0, r0)
 
 
 @dataclass(frozen=True)
@@ -165,15 +173,9 @@ class HMCMove(_Hamiltonian):
 
     def step(self, key, state, lp, params, data, adapt):
         layout = self.layout
-        mask = layout.mask(state)
-        inv_mass = jnp.where(mask, params.inv_mass, 0.0)
-        potential = self._potential(state, data)
-        init_fn, update_fn = velocity_verlet(potential, euclidean_kinetic_energy)
         k_r, k_l, k_acc = jax.random.split(key, 3)
+        mask, inv_mass, update_fn, z0, r0, s0 = self._start(k_r, state, params, data)
         eps = jnp.exp(params.log_step) * jax.random.uniform(k_l, minval=0.8, maxval=1.2)
-        z0 = layout.unconstrain(state)
-        r0 = _momentum(k_r, mask, params.inv_mass)
-        s0 = init_fn(z0, r0)
         s1 = lax.fori_loop(0, self.num_steps, lambda _, s: update_fn(eps, inv_mass, s), s0)
         h0 = s0.potential_energy + euclidean_kinetic_energy(inv_mass, r0)
         h1 = s1.potential_energy + euclidean_kinetic_energy(inv_mass, s1.r)
@@ -195,14 +197,8 @@ class NUTSMove(_Hamiltonian):
 
     def step(self, key, state, lp, params, data, adapt):
         layout = self.layout
-        mask = layout.mask(state)
-        inv_mass = jnp.where(mask, params.inv_mass, 0.0)
-        potential = self._potential(state, data)
-        init_fn, update_fn = velocity_verlet(potential, euclidean_kinetic_energy)
         k_r, k_t = jax.random.split(key)
-        z0 = layout.unconstrain(state)
-        r0 = _momentum(k_r, mask, params.inv_mass)
-        s0 = init_fn(z0, r0)
+        mask, inv_mass, update_fn, z0, r0, s0 = self._start(k_r, state, params, data)
         eps = jnp.exp(params.log_step)
         tree = build_tree(update_fn, euclidean_kinetic_energy, s0, inv_mass, eps, k_t,
                           max_tree_depth=self.max_tree_depth)
